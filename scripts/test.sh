@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Runs every test: unit, integration (real OpenBao and PostgreSQL), doc and
+# example targets. Extra arguments go to the test harness, e.g.
+#   scripts/test.sh audit          # only tests whose name contains "audit"
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$REPO"
+
+bash "$REPO/scripts/install-deps.sh"
+
+export PATH="$REPO/.tools/venv/bin:$PATH"
+export BOTWARD_BAO="$REPO/.tools/venv/bin/bao"
+export BOTWARD_PYTHON="$REPO/.tools/venv/bin/python"
+if [[ -z "${BOTWARD_PG_BIN:-}" ]]; then
+    initdb="$(compgen -G '/usr/lib/postgresql/*/bin/initdb' | sort -V | tail -n 1)"
+    BOTWARD_PG_BIN="$(dirname "$initdb")"
+fi
+export BOTWARD_PG_BIN
+
+exec cargo test --all-targets --locked -- --test-threads=4 "$@"

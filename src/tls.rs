@@ -1,0 +1,253 @@
+//! TLS configuration: the server side with mandatory client certificates,
+//! CRLs and session resumption, the client side for `botward get`, and the
+//! pinned client side for Vault.
+//!
+//! Failed handshakes must still leave an audit record that names the
+//! certificate. rustls calls the client verifier from inside the handshake
+//! future, so a wrapping verifier notes what it saw in a task-local slot that
+//! the accept loop reads afterwards.
+
+use std::fmt;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use rustls::client::danger::HandshakeSignatureValid;
+use rustls::crypto::ring as provider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::server::{ServerSessionMemoryCache, WebPkiClientVerifier};
+use rustls::{
+    ClientConfig, DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig,
+    SignatureScheme,
+};
+
+use crate::config;
+use crate::identity::{self, PeerIdentity};
+
+/// Problems building a TLS configuration. Key material never appears here.
+#[derive(Debug)]
+pub struct TlsError(String);
+
+/// What the client verifier saw during one handshake.
+#[derive(Debug, Default)]
+pub struct HandshakeNote {
+    pub peer: Option<PeerIdentity>,
+    pub error: Option<rustls::Error>,
+}
+
+tokio::task_local! {
+    /// The note for the handshake running in this task.
+    pub static HANDSHAKE_NOTE: Arc<Mutex<HandshakeNote>>;
+}
+
+/// Installs ring as the process-wide rustls provider. reqwest, inside
+/// vaultrs, needs one.
+pub fn install_provider() {
+    let _ = provider::default_provider().install_default();
+}
+
+/// The server configuration: TLS 1.3 and 1.2, a mandatory client certificate
+/// from `client_ca` checked against the CRLs, HTTP/1.1 and resumption by
+/// tickets and session IDs.
+pub fn server_config(tls: &config::Tls) -> Result<Arc<ServerConfig>, TlsError> {
+    let certs = load_certs(&tls.cert)?;
+    let key = load_key(&tls.key)?;
+    let mut roots = RootCertStore::empty();
+    for ca in load_certs(&tls.client_ca)? {
+        roots.add(ca).map_err(|e| {
+            TlsError(format!(
+                "{}: bad CA certificate: {e}",
+                tls.client_ca.display()
+            ))
+        })?;
+    }
+    let mut crls = Vec::new();
+    for path in &tls.crl {
+        let found: Vec<_> = CertificateRevocationListDer::pem_file_iter(path)
+            .map_err(|e| TlsError(format!("{}: {e}", path.display())))?
+            .collect::<Result<_, _>>()
+            .map_err(|e| TlsError(format!("{}: {e}", path.display())))?;
+        if found.is_empty() {
+            return Err(TlsError(format!("{}: no CRL found", path.display())));
+        }
+        crls.extend(found);
+    }
+    let provider = Arc::new(provider::default_provider());
+    let inner = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .with_crls(crls)
+        .build()
+        .map_err(|e| TlsError(format!("client verifier: {e}")))?;
+    let verifier = Arc::new(NotingVerifier {
+        inner,
+        trust_domain: tls.trust_domain.clone(),
+        cn_fallback: tls.allow_cn_fallback,
+    });
+    let mut cfg = ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| TlsError(e.to_string()))?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(certs, key)
+        .map_err(|e| TlsError(format!("{}: {e}", tls.cert.display())))?;
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    cfg.session_storage = ServerSessionMemoryCache::new(4096);
+    cfg.ticketer = provider::Ticketer::new().map_err(|e| TlsError(e.to_string()))?;
+    Ok(Arc::new(cfg))
+}
+
+/// Client configuration for a bot: trusts only `ca` and presents `cert`.
+pub fn client_config(ca: &Path, cert: &Path, key: &Path) -> Result<ClientConfig, TlsError> {
+    let roots = root_store(ca)?;
+    let mut cfg = ClientConfig::builder_with_provider(Arc::new(provider::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(load_certs(cert)?, load_key(key)?)
+        .map_err(|e| TlsError(format!("{}: {e}", cert.display())))?;
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(cfg)
+}
+
+/// Client configuration for Vault that trusts only `ca`.
+pub fn pinned_client_config(ca: &Path) -> Result<ClientConfig, TlsError> {
+    let roots = root_store(ca)?;
+    Ok(
+        ClientConfig::builder_with_provider(Arc::new(provider::default_provider()))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| TlsError(e.to_string()))?
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    )
+}
+
+fn root_store(ca: &Path) -> Result<RootCertStore, TlsError> {
+    let mut roots = RootCertStore::empty();
+    for c in load_certs(ca)? {
+        roots
+            .add(c)
+            .map_err(|e| TlsError(format!("{}: bad CA certificate: {e}", ca.display())))?;
+    }
+    Ok(roots)
+}
+
+pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let certs: Vec<_> = CertificateDer::pem_file_iter(path)
+        .map_err(|e| TlsError(format!("{}: {e}", path.display())))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| TlsError(format!("{}: {e}", path.display())))?;
+    if certs.is_empty() {
+        return Err(TlsError(format!(
+            "{}: no certificate found",
+            path.display()
+        )));
+    }
+    Ok(certs)
+}
+
+fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+    // The error text of the PEM reader names the file, never the key bytes.
+    PrivateKeyDer::from_pem_file(path)
+        .map_err(|e| TlsError(format!("{}: no usable private key: {e}", path.display())))
+}
+
+/// A short reason code for a failed handshake.
+pub fn failure_reason(error: Option<&rustls::Error>) -> &'static str {
+    use rustls::{CertificateError as C, Error as E};
+    match error {
+        Some(E::NoCertificatesPresented) => "no_client_certificate",
+        Some(E::InvalidCertificate(c)) => match c {
+            C::Expired | C::ExpiredContext { .. } => "certificate_expired",
+            C::NotValidYet | C::NotValidYetContext { .. } => "certificate_not_yet_valid",
+            C::Revoked => "certificate_revoked",
+            C::UnknownIssuer => "unknown_issuer",
+            C::BadSignature => "bad_signature",
+            C::InvalidPurpose | C::InvalidPurposeContext { .. } => "wrong_key_usage",
+            C::UnknownRevocationStatus => "unknown_revocation_status",
+            C::ExpiredRevocationList | C::ExpiredRevocationListContext { .. } => "crl_expired",
+            _ => "invalid_certificate",
+        },
+        Some(E::InvalidCertRevocationList(_)) => "bad_crl",
+        Some(E::NoApplicationProtocol) => "no_alpn_match",
+        Some(E::PeerIncompatible(_)) => "peer_incompatible",
+        Some(E::InvalidMessage(_)) => "tls_protocol_error",
+        Some(_) => "tls_handshake_failed",
+        None => "tls_handshake_failed",
+    }
+}
+
+// === impl TlsError ===
+
+impl fmt::Display for TlsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for TlsError {}
+
+/// Delegates to the WebPKI verifier and notes the certificate and outcome.
+#[derive(Debug)]
+struct NotingVerifier {
+    inner: Arc<dyn ClientCertVerifier>,
+    trust_domain: String,
+    cn_fallback: bool,
+}
+
+// === impl NotingVerifier ===
+
+impl ClientCertVerifier for NotingVerifier {
+    fn offer_client_auth(&self) -> bool {
+        self.inner.offer_client_auth()
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        self.inner.client_auth_mandatory()
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        let result = self
+            .inner
+            .verify_client_cert(end_entity, intermediates, now);
+        let _ = HANDSHAKE_NOTE.try_with(|note| {
+            let mut note = note.lock().unwrap_or_else(|e| e.into_inner());
+            note.peer = Some(identity::from_der(
+                end_entity,
+                &self.trust_domain,
+                self.cn_fallback,
+            ));
+            note.error = result.as_ref().err().cloned();
+        });
+        result
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}

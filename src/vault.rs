@@ -1,0 +1,597 @@
+//! The Vault (or OpenBao) client: login, token renewal, reads and failover,
+//! wrapped so that no token or secret value can reach a log or an error.
+//!
+//! vaultrs keeps the token in plain `String`s inside `VaultClient` (its
+//! settings and its middleware) and derives `Debug` on both. Those clients
+//! live only inside [`Session`], which has no `Debug` and wipes both copies
+//! when a new login replaces it. vaultrs errors are reduced to
+//! [`VaultError`], which keeps status codes and Vault's error strings but never
+//! a response body.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rustify::endpoint::Endpoint;
+use rustify::enums::{RequestMethod, RequestType, ResponseType};
+use serde::Deserialize;
+use serde_json::Value;
+use tokio::sync::RwLock;
+use tracing::{debug, info, warn};
+use vaultrs::client::{VaultClient, VaultClientSettingsBuilder};
+use vaultrs::error::ClientError;
+use zeroize::{Zeroize, Zeroizing};
+
+use crate::config::{self, SecretDef, SecretSource, VaultAuth};
+use crate::error::VaultError;
+use crate::secret::{wipe_value, SecretFields};
+
+/// One call to Vault through a vaultrs client.
+type VaultFuture<'c, T> = Pin<Box<dyn Future<Output = Result<T, ClientError>> + Send + 'c>>;
+
+/// A handle to Vault shared by all requests.
+pub struct Vault {
+    cfg: config::Vault,
+    http: reqwest::Client,
+    session: RwLock<Option<Arc<Session>>>,
+    login_lock: tokio::sync::Mutex<()>,
+    generation: AtomicU64,
+    last_login: Mutex<Option<Instant>>,
+    preferred: AtomicUsize,
+}
+
+/// One login: a client per address, all carrying the same token.
+struct Session {
+    clients: Vec<VaultClient>,
+    generation: u64,
+    timing: Mutex<Timing>,
+}
+
+/// When to renew the token and when it expires; `None` for tokens without a
+/// TTL.
+#[derive(Clone, Copy, Default)]
+struct Timing {
+    renew_at: Option<Instant>,
+    expires_at: Option<Instant>,
+}
+
+/// A secret as read from Vault.
+pub struct Fetched {
+    pub data: SecretFields,
+    /// The KV v2 version that was read.
+    pub version: Option<u64>,
+    pub lease: Option<LeaseInfo>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LeaseInfo {
+    pub id: String,
+    pub ttl_seconds: u64,
+    pub renewable: bool,
+}
+
+/// Health of one Vault address.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeHealth {
+    pub address: String,
+    pub reachable: bool,
+    pub sealed: Option<bool>,
+    pub standby: Option<bool>,
+}
+
+/// A login may be repeated after a permission error no more often than this,
+/// so that a policy mistake cannot turn into a login storm.
+const RELOGIN_MIN_INTERVAL: Duration = Duration::from_secs(2);
+
+// === impl Vault ===
+
+impl Vault {
+    pub fn new(cfg: config::Vault) -> Result<Arc<Vault>, VaultError> {
+        let http = http_client(&cfg)?;
+        Ok(Arc::new(Vault {
+            cfg,
+            http,
+            session: RwLock::new(None),
+            login_lock: tokio::sync::Mutex::new(()),
+            generation: AtomicU64::new(0),
+            last_login: Mutex::new(None),
+            preferred: AtomicUsize::new(0),
+        }))
+    }
+
+    pub fn config(&self) -> &config::Vault {
+        &self.cfg
+    }
+
+    /// Reads one secret: the latest version for KV v2, a fresh lease for a
+    /// dynamic secret.
+    pub async fn read(&self, def: &SecretDef) -> Result<Fetched, VaultError> {
+        let path = backend_path(def);
+        let mut raw = self.call(|c| Box::pin(read_raw(c, path.clone()))).await?;
+        let lease_id = std::mem::take(&mut raw.lease_id);
+        let (lease_duration, renewable) = (raw.lease_duration, raw.renewable);
+        let mut data = raw.data.take().ok_or(VaultError::BadResponse("no data"))?;
+        let (fields, version) = match &def.source {
+            SecretSource::Kv { .. } => {
+                let version = data.pointer("/metadata/version").and_then(Value::as_u64);
+                let inner = match data.get_mut("data") {
+                    Some(d) => d.take(),
+                    None => Value::Null,
+                };
+                wipe_value(&mut data);
+                // A deleted or destroyed latest version reads as data: null.
+                if inner.is_null() {
+                    return Err(VaultError::Status {
+                        code: 404,
+                        errors: vec![],
+                    });
+                }
+                (inner, version)
+            }
+            SecretSource::Dynamic { .. } => (data, None),
+        };
+        let fields = SecretFields::from_value(fields)
+            .ok_or(VaultError::BadResponse("secret data is not an object"))?;
+        let lease = (!lease_id.is_empty()).then(|| LeaseInfo {
+            id: lease_id,
+            ttl_seconds: lease_duration,
+            renewable,
+        });
+        Ok(Fetched {
+            data: fields,
+            version,
+            lease,
+        })
+    }
+
+    /// Health of each configured address, without a token.
+    pub async fn health(&self) -> Vec<NodeHealth> {
+        let mut out = Vec::with_capacity(self.cfg.addresses.len());
+        for addr in &self.cfg.addresses {
+            let url = format!("{addr}/v1/sys/health?standbyok=true&perfstandbyok=true");
+            let res = tokio::time::timeout(self.cfg.timeout, self.http.get(&url).send()).await;
+            let h = match res {
+                Ok(Ok(resp)) => {
+                    let bytes = tokio::time::timeout(self.cfg.timeout, resp.bytes())
+                        .await
+                        .ok()
+                        .and_then(Result::ok)
+                        .unwrap_or_default();
+                    let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+                    NodeHealth {
+                        address: addr.clone(),
+                        reachable: true,
+                        sealed: body.get("sealed").and_then(Value::as_bool),
+                        standby: body.get("standby").and_then(Value::as_bool),
+                    }
+                }
+                _ => NodeHealth {
+                    address: addr.clone(),
+                    reachable: false,
+                    sealed: None,
+                    standby: None,
+                },
+            };
+            out.push(h);
+        }
+        out
+    }
+
+    /// Whether any address answers as an unsealed node.
+    pub async fn is_healthy(&self) -> bool {
+        self.health()
+            .await
+            .iter()
+            .any(|h| h.reachable && h.sealed != Some(true))
+    }
+
+    /// Logs in now, so that configuration problems show at start.
+    pub async fn ensure_login(&self) -> Result<(), VaultError> {
+        self.session().await.map(|_| ())
+    }
+
+    /// Keeps the token alive: renews it before it expires and logs in again
+    /// when renewal fails. Runs until the `Vault` is dropped.
+    pub fn spawn_renewer(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                let sleep_for = {
+                    let Some(v) = weak.upgrade() else { return };
+                    let s = v.session.read().await.clone();
+                    match s.and_then(|s| s.timing().renew_at) {
+                        Some(at) => at
+                            .saturating_duration_since(Instant::now())
+                            .max(Duration::from_secs(1)),
+                        None => Duration::from_secs(30),
+                    }
+                };
+                tokio::time::sleep(sleep_for).await;
+                let Some(v) = weak.upgrade() else { return };
+                let Some(s) = v.session.read().await.clone() else {
+                    continue;
+                };
+                match s.timing().renew_at {
+                    Some(at) if at <= Instant::now() => {}
+                    _ => continue,
+                }
+                if let Err(error) = v.renew(&s).await {
+                    warn!(%error, "Vault token renewal failed; logging in again");
+                    if let Err(error) = v.relogin(s.generation, true).await {
+                        warn!(%error, "Vault login failed; will retry");
+                    }
+                }
+            }
+        })
+    }
+
+    async fn renew(&self, s: &Session) -> Result<(), VaultError> {
+        let mut auth = self
+            .on_nodes(s, |c| Box::pin(vaultrs::token::renew_self(c, None)))
+            .await?;
+        let ttl = auth.lease_duration;
+        let renewable = auth.renewable;
+        auth.client_token.zeroize();
+        auth.accessor.zeroize();
+        // Renewal can shorten the TTL (max TTL reached): reschedule on the new one.
+        *s.timing.lock().unwrap_or_else(|e| e.into_inner()) = timing(ttl, renewable);
+        debug!(ttl, "Renewed Vault token");
+        Ok(())
+    }
+
+    /// Runs `op` against Vault with failover, logging in again once if the
+    /// token was refused.
+    async fn call<T, F>(&self, op: F) -> Result<T, VaultError>
+    where
+        F: for<'c> Fn(&'c VaultClient) -> VaultFuture<'c, T>,
+    {
+        let session = self.session().await?;
+        match self.on_nodes(&session, &op).await {
+            Err(VaultError::Status { code: 403, .. }) => {
+                info!("Vault refused botward's token; logging in again");
+                self.relogin(session.generation, false).await?;
+                let session = self.session().await?;
+                self.on_nodes(&session, &op).await
+            }
+            other => other,
+        }
+    }
+
+    /// Tries each address, starting with the one that answered last, until
+    /// one gives an answer that is not an availability failure.
+    async fn on_nodes<T, F>(&self, session: &Session, op: F) -> Result<T, VaultError>
+    where
+        F: for<'c> Fn(&'c VaultClient) -> VaultFuture<'c, T>,
+    {
+        let n = session.clients.len();
+        let first = self.preferred.load(Ordering::Relaxed) % n;
+        let mut last = VaultError::Unavailable("no address configured".into());
+        for i in 0..n {
+            let idx = (first + i) % n;
+            let outcome =
+                match tokio::time::timeout(self.cfg.timeout, op(&session.clients[idx])).await {
+                    Err(_) => Err(VaultError::Unavailable(format!(
+                        "{} timed out",
+                        self.cfg.addresses[idx]
+                    ))),
+                    Ok(r) => r.map_err(|e| classify(e, &self.cfg.addresses[idx])),
+                };
+            match outcome {
+                Ok(v) => {
+                    if idx != first {
+                        info!(address = %self.cfg.addresses[idx], "Vault failover");
+                    }
+                    self.preferred.store(idx, Ordering::Relaxed);
+                    return Ok(v);
+                }
+                Err(e @ VaultError::Unavailable(_)) => {
+                    debug!(error = %e, "Vault address unavailable");
+                    last = e;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last)
+    }
+
+    /// The current session, logging in if there is none or it has expired.
+    async fn session(&self) -> Result<Arc<Session>, VaultError> {
+        if let Some(s) = self.session.read().await.as_ref() {
+            if s.timing().expires_at.is_none_or(|t| t > Instant::now()) {
+                return Ok(s.clone());
+            }
+        }
+        let generation = self.generation.load(Ordering::Acquire);
+        self.relogin(generation, true).await?;
+        self.session
+            .read()
+            .await
+            .clone()
+            .ok_or_else(|| VaultError::Login("no session".into()))
+    }
+
+    /// Logs in again unless another task already replaced session
+    /// `generation`. Without `force`, logins closer together than
+    /// [`RELOGIN_MIN_INTERVAL`] are refused.
+    async fn relogin(&self, generation: u64, force: bool) -> Result<(), VaultError> {
+        let _guard = self.login_lock.lock().await;
+        let current = self.generation.load(Ordering::Acquire);
+        let have_session = self.session.read().await.is_some();
+        if current != generation && have_session {
+            return Ok(());
+        }
+        if !force {
+            let recent = self
+                .last_login
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .is_some_and(|t| t.elapsed() < RELOGIN_MIN_INTERVAL);
+            if recent {
+                return Err(VaultError::Status {
+                    code: 403,
+                    errors: vec!["permission denied".into()],
+                });
+            }
+        }
+        *self.last_login.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+        let next = current + 1;
+        let session = self.login(next).await?;
+        let old = self.session.write().await.replace(Arc::new(session));
+        self.generation.store(next, Ordering::Release);
+        drop(old);
+        info!(generation = next, "Logged in to Vault");
+        Ok(())
+    }
+
+    async fn login(&self, generation: u64) -> Result<Session, VaultError> {
+        let mut clients = self.clients()?;
+        let token = match &self.cfg.auth {
+            VaultAuth::Token { token_file } => read_credential(token_file)?,
+            VaultAuth::AppRole {
+                mount,
+                role_id_file,
+                secret_id_file,
+            } => {
+                let role_id = read_credential(role_id_file)?;
+                let secret_id = read_credential(secret_id_file)?;
+                let unauth = Session {
+                    clients: self.clients()?,
+                    generation,
+                    timing: Mutex::default(),
+                };
+                let mut auth = self
+                    .on_nodes(&unauth, |c| {
+                        let (m, r, s) = (mount.clone(), role_id.clone(), secret_id.clone());
+                        Box::pin(async move { vaultrs::auth::approle::login(c, &m, &r, &s).await })
+                    })
+                    .await
+                    .map_err(login_error)?;
+                auth.accessor.zeroize();
+                Zeroizing::new(std::mem::take(&mut auth.client_token))
+            }
+        };
+        for c in &mut clients {
+            use vaultrs::client::Client;
+            c.set_token(token.as_str());
+        }
+        drop(token);
+        let session = Session {
+            clients,
+            generation,
+            timing: Mutex::default(),
+        };
+        let mut info = self
+            .on_nodes(&session, |c| Box::pin(vaultrs::token::lookup_self(c)))
+            .await
+            .map_err(login_error)?;
+        info.id.zeroize();
+        info.accessor.zeroize();
+        let renewable = info.renewable.unwrap_or(false);
+        *session.timing.lock().unwrap_or_else(|e| e.into_inner()) = timing(info.ttl, renewable);
+        Ok(session)
+    }
+
+    /// A client per address with an empty token. All share one HTTP client
+    /// so connections stay alive across logins.
+    fn clients(&self) -> Result<Vec<VaultClient>, VaultError> {
+        self.cfg
+            .addresses
+            .iter()
+            .map(|addr| {
+                let settings = VaultClientSettingsBuilder::default()
+                    .address(addr)
+                    .token("")
+                    .ca_certs(Vec::new())
+                    .identity(None)
+                    .timeout(Some(self.cfg.timeout))
+                    .verify(true)
+                    .namespace(None)
+                    .build()
+                    .map_err(|_| VaultError::Login(format!("bad Vault address {addr}")))?;
+                let mut client = VaultClient::new(settings)
+                    .map_err(|_| VaultError::Login("cannot build Vault client".into()))?;
+                client.http = rustify::clients::reqwest::Client::new(addr, self.http.clone());
+                Ok(client)
+            })
+            .collect()
+    }
+}
+
+// === impl Session ===
+
+impl Session {
+    fn timing(&self) -> Timing {
+        *self.timing.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        for c in &mut self.clients {
+            c.settings.token.zeroize();
+            c.middle.token.zeroize();
+        }
+    }
+}
+
+/// When to renew and when the token expires, from its TTL in seconds. A TTL
+/// of 0 never expires.
+fn timing(ttl: u64, renewable: bool) -> Timing {
+    if ttl == 0 {
+        return Timing::default();
+    }
+    let now = Instant::now();
+    let expires = now + Duration::from_secs(ttl);
+    let renew = renewable.then(|| now + Duration::from_secs(ttl).mul_f64(2.0 / 3.0));
+    // A token that cannot be renewed is replaced by a fresh login shortly
+    // before it expires.
+    let renew = renew.or_else(|| Some(now + Duration::from_secs(ttl).mul_f64(0.9)));
+    Timing {
+        renew_at: renew,
+        expires_at: Some(expires),
+    }
+}
+
+fn read_credential(path: &std::path::Path) -> Result<Zeroizing<String>, VaultError> {
+    let mut raw =
+        Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
+            VaultError::Login(format!("cannot read {}: {}", path.display(), e.kind()))
+        })?);
+    let trimmed = Zeroizing::new(raw.trim().to_owned());
+    raw.zeroize();
+    if trimmed.is_empty() {
+        return Err(VaultError::Login(format!("{} is empty", path.display())));
+    }
+    Ok(trimmed)
+}
+
+fn login_error(e: VaultError) -> VaultError {
+    match e {
+        VaultError::Unavailable(_) => e,
+        other => VaultError::Login(other.to_string()),
+    }
+}
+
+/// Reduces a vaultrs error to what may be shown: never a response body.
+fn classify(e: ClientError, address: &str) -> VaultError {
+    use rustify::errors::ClientError as Rest;
+    match e {
+        // Sealed, standby or overloaded nodes: try the next address.
+        ClientError::APIError {
+            code: 429 | 501 | 503,
+            ..
+        } => VaultError::Unavailable(format!("{address} is sealed or in standby")),
+        ClientError::APIError { code, errors } => {
+            let errors = errors.into_iter().map(|mut e| {
+                e.truncate(200);
+                e
+            });
+            VaultError::Status {
+                code,
+                errors: errors.collect(),
+            }
+        }
+        ClientError::RestClientError { source } => match source {
+            Rest::RequestError { .. } | Rest::ResponseError { .. } => {
+                VaultError::Unavailable(format!("cannot reach {address}"))
+            }
+            Rest::ServerResponseError {
+                code: 429 | 501 | 503,
+                ..
+            } => VaultError::Unavailable(format!("{address} is sealed or in standby")),
+            Rest::ServerResponseError { code, mut content } => {
+                if let Some(c) = content.as_mut() {
+                    c.zeroize();
+                }
+                VaultError::Status {
+                    code,
+                    errors: vec![],
+                }
+            }
+            Rest::ResponseParseError { mut content, .. } => {
+                if let Some(c) = content.as_mut() {
+                    c.zeroize();
+                }
+                VaultError::BadResponse("unparseable response")
+            }
+            Rest::ResponseConversionError { mut content, .. } => {
+                content.zeroize();
+                VaultError::BadResponse("response is not UTF-8")
+            }
+            _ => VaultError::BadResponse("request failed"),
+        },
+        ClientError::ResponseEmptyError | ClientError::ResponseDataEmptyError => {
+            VaultError::BadResponse("empty response")
+        }
+        _ => VaultError::BadResponse("client error"),
+    }
+}
+
+fn http_client(cfg: &config::Vault) -> Result<reqwest::Client, VaultError> {
+    let mut b = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(cfg.timeout)
+        .connect_timeout(cfg.timeout)
+        .pool_idle_timeout(Duration::from_secs(90))
+        .tcp_nodelay(true);
+    if let Some(ca) = &cfg.ca {
+        // Trust only the configured CA for Vault, not the platform roots.
+        b = b.tls_backend_preconfigured(
+            crate::tls::pinned_client_config(ca).map_err(|e| VaultError::Login(e.to_string()))?,
+        );
+    }
+    b.build()
+        .map_err(|_| VaultError::Login("cannot build HTTP client".into()))
+}
+
+/// The Vault API path a secret is read from.
+pub fn backend_path(def: &SecretDef) -> String {
+    match &def.source {
+        SecretSource::Kv { mount, path } => format!("{mount}/data/{path}"),
+        SecretSource::Dynamic { path } => path.clone(),
+    }
+}
+
+/// A GET of any path that keeps the whole response envelope, lease included.
+struct ReadRaw {
+    path: String,
+}
+
+#[derive(Deserialize)]
+struct RawResponse {
+    #[serde(default)]
+    lease_id: String,
+    #[serde(default)]
+    lease_duration: u64,
+    #[serde(default)]
+    renewable: bool,
+    data: Option<Value>,
+}
+
+impl Drop for RawResponse {
+    fn drop(&mut self) {
+        if let Some(d) = self.data.as_mut() {
+            wipe_value(d);
+        }
+    }
+}
+
+impl Endpoint for ReadRaw {
+    type Response = RawResponse;
+    const REQUEST_BODY_TYPE: RequestType = RequestType::JSON;
+    const RESPONSE_BODY_TYPE: ResponseType = ResponseType::JSON;
+
+    fn path(&self) -> String {
+        self.path.clone()
+    }
+
+    fn method(&self) -> RequestMethod {
+        RequestMethod::GET
+    }
+}
+
+async fn read_raw(client: &VaultClient, path: String) -> Result<RawResponse, ClientError> {
+    vaultrs::api::exec_with_no_result(client, ReadRaw { path }).await
+}

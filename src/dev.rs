@@ -129,19 +129,7 @@ impl DevBao {
         std::fs::create_dir_all(dir).map_err(|e| DevError(format!("{}: {e}", dir.display())))?;
         let root_token = format!("root-{}", random_hex(12));
         let addr = format!("http://127.0.0.1:{port}");
-        let log =
-            std::fs::File::create(dir.join("bao.log")).map_err(|e| DevError(e.to_string()))?;
-        let child = Command::new(bao)
-            .args(["server", "-dev", "-dev-no-store-token"])
-            .arg(format!("-dev-root-token-id={root_token}"))
-            .arg(format!("-dev-listen-address=127.0.0.1:{port}"))
-            .env_remove("BAO_ADDR")
-            .env_remove("VAULT_ADDR")
-            .stdout(log.try_clone().map_err(|e| DevError(e.to_string()))?)
-            .stderr(log)
-            .stdin(Stdio::null())
-            .spawn()
-            .map_err(|e| DevError(format!("cannot start {}: {e}", bao.display())))?;
+        let child = spawn_dev(bao, dir, port, &root_token)?;
         let me = DevBao {
             child,
             addr,
@@ -151,6 +139,36 @@ impl DevBao {
         };
         me.wait_ready(Duration::from_secs(30))?;
         Ok(me)
+    }
+
+    /// Starts a fresh dev server on the same port with the same root token,
+    /// as after an outage. Its storage starts empty.
+    pub fn restart(&mut self) -> Result<(), DevError> {
+        self.kill();
+        let port = self
+            .addr
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .ok_or_else(|| DevError("bad address".into()))?;
+        let started = Instant::now();
+        loop {
+            match spawn_dev(&self.bao, &self.dir, port, &self.root_token) {
+                Ok(child) => {
+                    self.child = child;
+                    if self.wait_ready(Duration::from_secs(10)).is_ok() {
+                        return Ok(());
+                    }
+                    self.kill();
+                }
+                Err(e) if started.elapsed() > Duration::from_secs(20) => return Err(e),
+                Err(_) => {}
+            }
+            if started.elapsed() > Duration::from_secs(30) {
+                return Err(DevError("bao did not restart".into()));
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
     }
 
     fn wait_ready(&self, limit: Duration) -> Result<(), DevError> {
@@ -281,6 +299,25 @@ impl Drop for DevBao {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+fn spawn_dev(bao: &Path, dir: &Path, port: u16, root_token: &str) -> Result<Child, DevError> {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("bao.log"))
+        .map_err(|e| DevError(e.to_string()))?;
+    Command::new(bao)
+        .args(["server", "-dev", "-dev-no-store-token"])
+        .arg(format!("-dev-root-token-id={root_token}"))
+        .arg(format!("-dev-listen-address=127.0.0.1:{port}"))
+        .env_remove("BAO_ADDR")
+        .env_remove("VAULT_ADDR")
+        .stdout(log.try_clone().map_err(|e| DevError(e.to_string()))?)
+        .stderr(log)
+        .stdin(Stdio::null())
+        .spawn()
+        .map_err(|e| DevError(format!("cannot start {}: {e}", bao.display())))
 }
 
 /// Everything `botward dev` writes: certificates, credentials and config.

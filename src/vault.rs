@@ -38,6 +38,7 @@ pub struct Vault {
     session: RwLock<Option<Arc<Session>>>,
     login_lock: tokio::sync::Mutex<()>,
     generation: AtomicU64,
+    /// When a permission error last caused a login.
     last_login: Mutex<Option<Instant>>,
     preferred: AtomicUsize,
 }
@@ -323,19 +324,15 @@ impl Vault {
             return Ok(());
         }
         if !force {
-            let recent = self
-                .last_login
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .is_some_and(|t| t.elapsed() < RELOGIN_MIN_INTERVAL);
-            if recent {
+            let mut last = self.last_login.lock().unwrap_or_else(|e| e.into_inner());
+            if last.is_some_and(|t| t.elapsed() < RELOGIN_MIN_INTERVAL) {
                 return Err(VaultError::Status {
                     code: 403,
                     errors: vec!["permission denied".into()],
                 });
             }
+            *last = Some(Instant::now());
         }
-        *self.last_login.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
         let next = current + 1;
         let session = self.login(next).await?;
         let old = self.session.write().await.replace(Arc::new(session));

@@ -1,0 +1,194 @@
+//! Real clients against a real botward: curl, Python `requests`, the
+//! examples, `botward get`, PowerShell when present, and the OpenAPI spec
+//! checked against live responses.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use common::*;
+
+fn bot_env(cmd: &mut Command, h: &Harness, b: &Botward, addr: Option<String>) {
+    let bot = h.bot("invoice-bot");
+    cmd.env(
+        "BOTWARD_ADDR",
+        addr.unwrap_or_else(|| format!("https://{}", b.tcp)),
+    )
+    .env("BOTWARD_CERT", &bot.cert)
+    .env("BOTWARD_KEY", &bot.key)
+    .env("BOTWARD_CA", h.ca_pem())
+    // The machine's CA bundle setting must not override BOTWARD_CA.
+    .env_remove("REQUESTS_CA_BUNDLE")
+    .env_remove("CURL_CA_BUNDLE");
+}
+
+fn run(mut cmd: Command) -> (i32, String, String) {
+    let out = cmd.output().expect("run client");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn examples_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_botward"))
+        .parent()
+        .unwrap()
+        .join("examples")
+}
+
+#[test]
+fn real_clients_get_secrets() {
+    let Some(h) = Harness::new("clients") else {
+        return;
+    };
+    let audit = h.audit_path();
+    let b = h.start(&h.config(Auth::AppRole, &audit, ""));
+    let unix = format!("unix://{}", b.unix.as_ref().unwrap().display());
+
+    // botward get, over TCP and the unix socket.
+    for addr in [None, Some(unix.clone())] {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_botward"));
+        c.args(["get", "erp-db", "--field", "password"]);
+        bot_env(&mut c, &h, &b, addr.clone());
+        let (code, out, err) = run(c);
+        assert_eq!(
+            (code, out.as_str()),
+            (0, h.erp_password.as_str()),
+            "{addr:?}: {err}"
+        );
+
+        let mut c = Command::new(env!("CARGO_BIN_EXE_botward"));
+        c.args(["get", "erp-db"]);
+        bot_env(&mut c, &h, &b, addr.clone());
+        let (code, out, _) = run(c);
+        assert_eq!(code, 0);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["password"], h.erp_password.as_str());
+    }
+    let mut c = Command::new(env!("CARGO_BIN_EXE_botward"));
+    c.args(["get", "sftp"]);
+    bot_env(&mut c, &h, &b, None);
+    let (code, out, err) = run(c);
+    assert_eq!(code, 1);
+    assert!(out.is_empty());
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.starts_with("botward: forbidden:"), "{err}");
+
+    // examples/curl.sh, over TCP and the unix socket.
+    for addr in [None, Some(unix.clone())] {
+        let mut c = Command::new("bash");
+        c.arg(repo().join("examples/curl.sh"))
+            .args(["erp-db", "password"]);
+        bot_env(&mut c, &h, &b, addr.clone());
+        let (code, out, err) = run(c);
+        assert_eq!(code, 0, "{addr:?}: {err}");
+        assert_eq!(out.trim_end(), h.erp_password, "{addr:?}");
+    }
+
+    // Python requests.
+    let mut c = Command::new(python());
+    c.arg(repo().join("examples/python_client.py"))
+        .args(["erp-db", "--field", "password"]);
+    bot_env(&mut c, &h, &b, None);
+    let (code, out, err) = run(c);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.trim_end(), h.erp_password);
+    let mut c = Command::new(python());
+    c.arg(repo().join("examples/python_client.py"))
+        .arg("erp-db");
+    bot_env(&mut c, &h, &b, None);
+    let (code, out, _) = run(c);
+    assert_eq!(code, 0);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()["username"],
+        "erp_invoice"
+    );
+    let mut c = Command::new(python());
+    c.arg(repo().join("examples/python_client.py")).arg("sftp");
+    bot_env(&mut c, &h, &b, None);
+    let (code, _, err) = run(c);
+    assert_eq!(code, 1);
+    assert!(err.starts_with("botward: forbidden:"), "{err}");
+
+    // The Rust example, built by `cargo test --all-targets`.
+    let rust = examples_dir().join("rust_client");
+    if rust.exists() {
+        let mut c = Command::new(&rust);
+        c.args(["erp-db", "password"]);
+        bot_env(&mut c, &h, &b, None);
+        let (code, out, err) = run(c);
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(out.trim_end(), h.erp_password);
+    } else {
+        assert_ne!(
+            std::env::var("CI").as_deref(),
+            Ok("true"),
+            "examples/rust_client was not built; run cargo test --all-targets"
+        );
+        eprintln!("SKIP rust example: not built (run cargo test --all-targets)");
+    }
+
+    // PowerShell, where it is installed.
+    match which("pwsh") {
+        Some(pwsh) => {
+            let mut c = Command::new(pwsh);
+            c.args(["-NoProfile", "-File"])
+                .arg(repo().join("examples/powershell_client.ps1"))
+                .args(["-Name", "erp-db", "-Field", "password"]);
+            bot_env(&mut c, &h, &b, None);
+            let (code, out, err) = run(c);
+            assert_eq!(code, 0, "{err}");
+            assert_eq!(out.trim_end(), h.erp_password);
+        }
+        None => eprintln!("SKIP PowerShell example: pwsh is not installed"),
+    }
+}
+
+fn which(cmd: &str) -> Option<PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|d| d.join(cmd))
+        .find(|p| p.is_file())
+}
+
+#[test]
+fn live_responses_and_audit_records_match_the_specs() {
+    let Some(h) = Harness::new("openapi") else {
+        return;
+    };
+    let audit = h.audit_path();
+    let b = h.start(&h.config(Auth::AppRole, &audit, ""));
+    let mut c = Command::new(python());
+    c.arg(repo().join("tests/clients/openapi_check.py"))
+        .args(["erp-db", "password", "sftp"]);
+    bot_env(&mut c, &h, &b, None);
+    let (code, out, err) = run(c);
+    assert_eq!(code, 0, "openapi check failed:\n{out}\n{err}");
+    assert!(out.contains(" passed, 0 failed"), "{out}");
+
+    // Some refusals, so the audit file holds every kind of record.
+    let ghost = h.issue_bot("ghost-bot", botward::certs::Validity::default());
+    curl_as(&h, &ghost, &b.url("/v1/whoami"), &[]);
+    curl(&[
+        "--cacert",
+        &h.ca_pem().display().to_string(),
+        &b.url("/v1/whoami"),
+    ]);
+    b.signal(libc::SIGHUP);
+    wait_for_record(&audit, std::time::Duration::from_secs(10), |r| {
+        r["kind"] == "config.reload"
+    });
+    wait_for_record(&audit, std::time::Duration::from_secs(10), |r| {
+        r["kind"] == "auth.failure"
+    });
+
+    let mut c = Command::new(python());
+    c.arg(repo().join("tests/clients/openapi_check.py"))
+        .arg("--audit")
+        .arg(&audit);
+    let (code, out, err) = run(c);
+    assert_eq!(code, 0, "audit schema check failed:\n{out}\n{err}");
+    assert!(out.contains(" passed, 0 failed"), "{out}");
+}

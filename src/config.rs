@@ -33,7 +33,8 @@ pub struct Config {
 pub struct Listen {
     pub tcp: Option<SocketAddr>,
     pub unix: Option<PathBuf>,
-    /// File mode of the unix socket.
+    /// File mode of the unix socket. Any local user may connect by default:
+    /// the client certificate and the kernel's peer credentials decide.
     pub unix_mode: u32,
 }
 
@@ -419,12 +420,12 @@ impl Validator<'_> {
             });
         }
         let unix_mode = match &raw.unix_mode {
-            None => 0o660,
+            None => 0o666,
             Some(s) => match u32::from_str_radix(s.get_ref().trim_start_matches("0o"), 8) {
                 Ok(m) if m <= 0o777 => m,
                 _ => {
                     self.problem(s, "listen.unix_mode must be an octal mode such as \"0660\"");
-                    0o660
+                    0o666
                 }
             },
         };
@@ -937,6 +938,27 @@ processes = [{{ uid = 1001, exe = "/opt/rpa/bin/python3" }}]
         ] {
             assert!(!is_valid_name(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn the_packaged_sample_config_is_valid() {
+        let dir = fixture_dir();
+        std::fs::create_dir_all(dir.join("tls")).unwrap();
+        for f in [
+            "tls/server.pem",
+            "tls/server-key.pem",
+            "tls/bots-ca.pem",
+            "vault-ca.pem",
+            "role-id",
+            "secret-id",
+        ] {
+            std::fs::write(dir.join(f), "x").unwrap();
+        }
+        let text = include_str!("../packaging/botward.toml")
+            .replace("/etc/botward/", &format!("{}/", dir.display()));
+        let c = Config::parse(&text, &dir.join("botward.toml")).unwrap_or_else(|p| panic!("{p}"));
+        assert!(c.bot("invoice-bot").unwrap().schedule.is_some());
+        assert_eq!(c.listen.unix_mode, 0o666);
     }
 
     #[test]

@@ -113,7 +113,7 @@ fn real_clients_get_secrets() {
     assert_eq!(code, 1);
     assert!(err.starts_with("botward: forbidden:"), "{err}");
 
-    // The Rust example, built by `cargo test --all-targets`.
+    // The Rust example, built by `cargo build --examples` (scripts/test.sh).
     let rust = examples_dir().join("rust_client");
     if rust.exists() {
         let mut c = Command::new(&rust);
@@ -126,9 +126,9 @@ fn real_clients_get_secrets() {
         assert_ne!(
             std::env::var("CI").as_deref(),
             Ok("true"),
-            "examples/rust_client was not built; run cargo test --all-targets"
+            "examples/rust_client was not built; run cargo build --examples"
         );
-        eprintln!("SKIP rust example: not built (run cargo test --all-targets)");
+        eprintln!("SKIP rust example: not built (run cargo build --examples)");
     }
 
     // PowerShell, where it is installed.

@@ -81,7 +81,6 @@ pub struct Limits {
     pub header_read_timeout: Duration,
     pub handshake_timeout: Duration,
     pub max_header_bytes: usize,
-    pub idle_timeout: Duration,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -203,7 +202,6 @@ struct RawLimits {
     header_read_timeout_ms: Option<Spanned<u64>>,
     handshake_timeout_ms: Option<Spanned<u64>>,
     max_header_bytes: Option<Spanned<u64>>,
-    idle_timeout_ms: Option<Spanned<u64>>,
 }
 
 #[derive(Default, Deserialize)]
@@ -590,12 +588,6 @@ impl Validator<'_> {
                 16 * 1024,
                 8192..=1024 * 1024,
             ) as usize,
-            idle_timeout: Duration::from_millis(get(
-                &raw.idle_timeout_ms,
-                "idle_timeout_ms",
-                60_000,
-                100..=3_600_000,
-            )),
         }
     }
 

@@ -512,15 +512,10 @@ async fn connection<S>(
         .keep_alive(true);
     let served = builder.serve_connection(TokioIo::new(tls_stream), service);
     let served = watcher.watch(served);
-    match tokio::time::timeout(
-        limits.idle_timeout.max(limits.header_read_timeout) * 60,
-        served,
-    )
-    .await
-    {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => http_failure(&shared, &conn, e, started).await,
-        Err(_) => debug!("Connection lifetime limit reached"),
+    // The header read timeout also bounds how long a keep-alive connection
+    // may sit idle between requests.
+    if let Err(e) = served.await {
+        http_failure(&shared, &conn, e, started).await;
     }
 }
 

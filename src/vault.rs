@@ -202,11 +202,14 @@ impl Vault {
                 let sleep_for = {
                     let Some(v) = weak.upgrade() else { return };
                     let s = v.session.read().await.clone();
-                    match s.and_then(|s| s.timing().renew_at) {
-                        Some(at) => at
+                    match s.map(|s| s.timing().renew_at) {
+                        Some(Some(at)) => at
                             .saturating_duration_since(Instant::now())
-                            .max(Duration::from_secs(1)),
-                        None => Duration::from_secs(30),
+                            .max(Duration::from_millis(500)),
+                        // A token without a TTL never needs renewing.
+                        Some(None) => Duration::from_secs(5),
+                        // Not logged in yet: look again soon.
+                        None => Duration::from_secs(1),
                     }
                 };
                 tokio::time::sleep(sleep_for).await;
@@ -238,7 +241,7 @@ impl Vault {
         auth.accessor.zeroize();
         // Renewal can shorten the TTL (max TTL reached): reschedule on the new one.
         *s.timing.lock().unwrap_or_else(|e| e.into_inner()) = timing(ttl, renewable);
-        debug!(ttl, "Renewed Vault token");
+        info!(ttl, "Renewed Vault token");
         Ok(())
     }
 

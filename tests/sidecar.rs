@@ -605,3 +605,139 @@ fn sigterm_drains_and_exits_cleanly() {
     assert_eq!(kinds.first().map(String::as_str), Some("server.start"));
     assert_eq!(kinds.last().map(String::as_str), Some("server.stop"));
 }
+
+#[test]
+fn the_vault_token_is_renewed_before_it_expires() {
+    let Some(h) = Harness::new("renew") else {
+        return;
+    };
+    // A short TTL: botward renews at two thirds of it.
+    h.bao
+        .cli(
+            &[
+                "write",
+                "auth/approle/role/botward",
+                "token_policies=botward",
+                "token_ttl=3s",
+                "token_max_ttl=1h",
+            ],
+            None,
+        )
+        .unwrap();
+    let audit = h.audit_path();
+    let b = h.start(&h.config(Auth::AppRole, &audit, ""));
+    let bot = h.bot("invoice-bot");
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while !b.log_text().contains("Renewed Vault token") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no renewal:\n{}",
+            b.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Past the original TTL, requests work without a fresh login.
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(b.get_json(&h, &bot, "/v1/secrets/erp-db").0, 200);
+    assert!(
+        !b.log_text().contains("logging in again"),
+        "{}",
+        b.log_text()
+    );
+}
+
+#[test]
+fn slow_and_idle_clients_are_cut_off_and_connections_are_capped() {
+    let Some(h) = Harness::new("limits") else {
+        return;
+    };
+    let audit = h.audit_path();
+    let config = h.config(Auth::AppRole, &audit, "").replace(
+        "[audit]",
+        "[limits]\nmax_connections = 2\nheader_read_timeout_ms = 500\n\n[audit]",
+    );
+    let b = h.start(&config);
+    let bot = h.bot("invoice-bot");
+
+    // A client that never finishes its request head is disconnected.
+    let started = std::time::Instant::now();
+    let resp = raw_tls(
+        &h,
+        &b.tcp,
+        &bot,
+        b"GET /v1/whoami HTTP/1.1\r\nhost: localhost\r\n",
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "slow client held for {:?}",
+        started.elapsed()
+    );
+    assert!(
+        resp.is_empty() || resp.starts_with("HTTP/1.1 408"),
+        "{resp}"
+    );
+
+    // Two connections fill the cap; a third waits until one closes.
+    let rt = rt();
+    let mut first = rt.block_on(KeepAlive::open(&h, &b, &bot));
+    let _second = rt.block_on(KeepAlive::open(&h, &b, &bot));
+    assert_eq!(rt.block_on(first.get("/v1/whoami")), 200);
+    let s = b.settings(&h, &bot);
+    let third = rt.block_on(async {
+        tokio::time::timeout(
+            Duration::from_millis(300),
+            botward::client::call(&s, "GET", "/v1/whoami"),
+        )
+        .await
+    });
+    assert!(
+        third.is_err(),
+        "a third connection was served beyond the cap"
+    );
+    // Idle connections are closed, which frees the slots.
+    std::thread::sleep(Duration::from_millis(2500));
+    let third = rt.block_on(async {
+        tokio::time::timeout(
+            Duration::from_secs(5),
+            botward::client::call(&s, "GET", "/v1/whoami"),
+        )
+        .await
+    });
+    assert_eq!(
+        third
+            .expect("served after idle connections closed")
+            .expect("request")
+            .status,
+        200
+    );
+}
+
+#[test]
+fn a_changed_crl_file_takes_effect_without_a_signal() {
+    let Some(h) = Harness::new("crl-watch") else {
+        return;
+    };
+    let audit = h.audit_path();
+    let crl = h.dir.join("bots.crl.pem");
+    std::fs::write(&crl, h.ca.crl(&[]).unwrap()).unwrap();
+    let config = h.config(Auth::AppRole, &audit, "").replace(
+        "trust_domain",
+        &format!("crl = [\"{}\"]\ntrust_domain", crl.display()),
+    );
+    let b = h.start(&config);
+    let victim = h.issue_bot("invoice-bot", botward::certs::Validity::default());
+    assert_eq!(curl_as(&h, &victim, &b.url("/v1/whoami"), &[]).0, 200);
+
+    std::fs::write(&crl, h.ca.crl(&[&victim.serial]).unwrap()).unwrap();
+    wait_for_record(&audit, Duration::from_secs(10), |r| {
+        r["kind"] == "config.reload" && r["detail"]["trigger"] == "file_change"
+    });
+    assert_eq!(
+        curl_as(&h, &victim, &b.url("/v1/whoami"), &[]).0,
+        0,
+        "revoked certificate refused"
+    );
+    wait_for_record(&audit, Duration::from_secs(5), |r| {
+        r["reason"] == "certificate_revoked"
+    });
+}

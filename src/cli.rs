@@ -162,6 +162,8 @@ pub async fn serve_until(
             return ExitCode::from(EX_USAGE);
         }
     };
+    // Before any secret is fetched.
+    let hardening = crate::harden::apply(&config.hardening);
     let audit = match AuditLog::open(&config.audit.path) {
         Ok(a) => Arc::new(a),
         Err(e) => {
@@ -207,7 +209,7 @@ pub async fn serve_until(
             "server.start",
             Decision::Allow,
             None,
-            Some(serde_json::json!({"version": env!("CARGO_PKG_VERSION"), "listen": where_})),
+            Some(serde_json::json!({"version": env!("CARGO_PKG_VERSION"), "listen": where_, "hardening": hardening})),
         )
         .await;
     info!(listen = %where_, "botward ready");

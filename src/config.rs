@@ -13,6 +13,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
+pub use crate::harden::Hardening;
 use crate::policy::Schedule;
 
 /// A validated configuration.
@@ -23,6 +24,7 @@ pub struct Config {
     pub vault: Vault,
     pub audit: Audit,
     pub limits: Limits,
+    pub hardening: Hardening,
     pub secrets: BTreeMap<String, SecretDef>,
     pub bots: BTreeMap<String, BotDef>,
     /// The change ticket that accompanies this version of the config, if any.
@@ -142,6 +144,8 @@ struct RawConfig {
     #[serde(default)]
     limits: RawLimits,
     #[serde(default)]
+    hardening: RawHardening,
+    #[serde(default)]
     meta: RawMeta,
     #[serde(default, rename = "secret")]
     secrets: Vec<RawSecret>,
@@ -202,6 +206,14 @@ struct RawLimits {
     header_read_timeout_ms: Option<Spanned<u64>>,
     handshake_timeout_ms: Option<Spanned<u64>>,
     max_header_bytes: Option<Spanned<u64>>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHardening {
+    mlock: Option<bool>,
+    disable_core_dumps: Option<bool>,
+    wipe_freed_memory: Option<bool>,
 }
 
 #[derive(Default, Deserialize)]
@@ -377,6 +389,11 @@ impl Validator<'_> {
             vault: vault?,
             audit,
             limits,
+            hardening: Hardening {
+                mlock: raw.hardening.mlock.unwrap_or(true),
+                disable_core_dumps: raw.hardening.disable_core_dumps.unwrap_or(true),
+                wipe_freed_memory: raw.hardening.wipe_freed_memory.unwrap_or(true),
+            },
             secrets,
             bots,
             change_ticket: raw.meta.change_ticket,

@@ -13,10 +13,12 @@
 //! - [`vault`]: the Vault client wrapper.
 //! - [`server`] and [`api`]: accept loops, routes and responses.
 //! - [`audit`]: the audit log writer.
-//! - [`secret`]: types that hold secret values.
+//! - [`secret`]: types that hold secret values; [`alloc`]: the wiping
+//!   allocator; [`harden`]: process hardening at start.
 //! - [`error`]: error types and their HTTP mapping.
 //! - [`cli`], [`client`], [`certs`], [`dev`]: the command line.
 
+pub mod alloc;
 pub mod api;
 pub mod audit;
 pub mod certs;
@@ -25,6 +27,7 @@ pub mod client;
 pub mod config;
 pub mod dev;
 pub mod error;
+pub mod harden;
 pub mod identity;
 pub mod policy;
 pub mod secret;

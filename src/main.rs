@@ -4,6 +4,10 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// Every freed block is wiped: see `botward::alloc`.
+#[global_allocator]
+static ALLOC: botward::alloc::WipingAlloc = botward::alloc::WipingAlloc;
+
 fn main() -> ExitCode {
     let cli = match botward::cli::Cli::try_parse() {
         Ok(cli) => cli,

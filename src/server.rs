@@ -213,6 +213,9 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<String> {
     if old.audit != new.audit {
         w.push("audit changed; it takes effect at the next restart".to_owned());
     }
+    if old.hardening != new.hardening {
+        w.push("hardening changed; it takes effect at the next restart".to_owned());
+    }
     if old.limits.max_connections != new.limits.max_connections {
         w.push("limits.max_connections changed; it takes effect at the next restart".to_owned());
     }

@@ -82,6 +82,11 @@ pub struct NodeHealth {
     pub standby: Option<bool>,
 }
 
+/// Idle Vault connections close after this long, which frees (and wipes)
+/// their buffers, the last response they carried included. Under load they
+/// stay open and are reused.
+const VAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// A login may be repeated after a permission error no more often than this,
 /// so that a policy mistake cannot turn into a login storm.
 const RELOGIN_MIN_INTERVAL: Duration = Duration::from_secs(2);
@@ -186,6 +191,13 @@ impl Vault {
             .await
             .iter()
             .any(|h| h.reachable && h.sealed != Some(true))
+    }
+
+    /// Drops the current token, wiping every copy botward and vaultrs hold.
+    /// Used at shutdown.
+    pub async fn forget_token(&self) {
+        let old = self.session.write().await.take();
+        drop(old);
     }
 
     /// Logs in now, so that configuration problems show at start.
@@ -534,7 +546,7 @@ fn http_client(cfg: &config::Vault) -> Result<reqwest::Client, VaultError> {
         .no_proxy()
         .timeout(cfg.timeout)
         .connect_timeout(cfg.timeout)
-        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_idle_timeout(VAULT_IDLE_TIMEOUT)
         .tcp_nodelay(true);
     if let Some(ca) = &cfg.ca {
         // Trust only the configured CA for Vault, not the platform roots.

@@ -1,0 +1,124 @@
+//! Process hardening at start: no core dumps, no ptrace by other users, and
+//! memory locked so that secrets are not written to swap.
+
+use serde::Serialize;
+use tracing::{info, warn};
+
+/// Which protections to apply; all on by default.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Hardening {
+    pub mlock: bool,
+    pub disable_core_dumps: bool,
+    pub wipe_freed_memory: bool,
+}
+
+impl Default for Hardening {
+    fn default() -> Self {
+        Hardening {
+            mlock: true,
+            disable_core_dumps: true,
+            wipe_freed_memory: true,
+        }
+    }
+}
+
+/// What was actually achieved, for the log and the `server.start` record.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Report {
+    pub dumpable: Option<bool>,
+    pub core_limit_zero: bool,
+    pub memory_locked: bool,
+    pub wipe_freed_memory: bool,
+    pub warnings: Vec<String>,
+}
+
+/// Applies the protections it can and reports the rest.
+pub fn apply(h: &Hardening) -> Report {
+    let mut r = Report::default();
+    crate::alloc::set_enabled(h.wipe_freed_memory);
+    r.wipe_freed_memory = h.wipe_freed_memory;
+    #[cfg(target_os = "linux")]
+    {
+        if h.disable_core_dumps {
+            // SAFETY: plain system calls with constant arguments.
+            let ok = unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } == 0;
+            if !ok {
+                r.warnings.push(format!(
+                    "prctl(PR_SET_DUMPABLE, 0) failed: {}",
+                    std::io::Error::last_os_error()
+                ));
+            }
+            let zero = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            // SAFETY: `zero` is a valid rlimit.
+            r.core_limit_zero = unsafe { libc::setrlimit(libc::RLIMIT_CORE, &zero) } == 0;
+            if !r.core_limit_zero {
+                r.warnings.push(format!(
+                    "setrlimit(RLIMIT_CORE, 0) failed: {}",
+                    std::io::Error::last_os_error()
+                ));
+            }
+        }
+        // SAFETY: reads a process attribute.
+        r.dumpable = Some(unsafe { libc::prctl(libc::PR_GET_DUMPABLE, 0, 0, 0, 0) } != 0);
+        if h.mlock {
+            match can_lock_everything() {
+                Err(why) => r
+                    .warnings
+                    .push(format!("memory not locked, secrets may reach swap: {why}")),
+                Ok(()) => {
+                    // SAFETY: plain system call.
+                    if unsafe { libc::mlockall(libc::MCL_CURRENT | libc::MCL_FUTURE) } == 0 {
+                        r.memory_locked = true;
+                    } else {
+                        r.warnings.push(format!(
+                            "mlockall failed, secrets may reach swap: {}",
+                            std::io::Error::last_os_error()
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    r.warnings
+        .push("process hardening is only implemented on Linux".into());
+    for w in &r.warnings {
+        warn!(warning = %w, "Hardening");
+    }
+    info!(dumpable = ?r.dumpable, core_limit_zero = r.core_limit_zero, memory_locked = r.memory_locked, wipe_freed_memory = r.wipe_freed_memory, "Hardening applied");
+    r
+}
+
+/// `mlockall(MCL_FUTURE)` under a finite `RLIMIT_MEMLOCK` would make later
+/// allocations fail once the limit is reached, so botward locks memory only
+/// with `CAP_IPC_LOCK` or an unlimited `RLIMIT_MEMLOCK`.
+#[cfg(target_os = "linux")]
+fn can_lock_everything() -> Result<(), String> {
+    const CAP_IPC_LOCK: u32 = 14;
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let cap_eff = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .unwrap_or(0);
+    if cap_eff & (1 << CAP_IPC_LOCK) != 0 {
+        return Ok(());
+    }
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `lim` is a valid out-pointer.
+    if unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut lim) } == 0
+        && lim.rlim_cur == libc::RLIM_INFINITY
+    {
+        return Ok(());
+    }
+    Err(format!(
+        "no CAP_IPC_LOCK and RLIMIT_MEMLOCK is {} bytes; grant CAP_IPC_LOCK (the packaged unit does) or set hardening.mlock = false",
+        lim.rlim_cur
+    ))
+}

@@ -1,0 +1,158 @@
+//! Zero residue: after its use, no secret value is left anywhere in
+//! botward's memory, and the process cannot be dumped or traced by others.
+
+mod common;
+
+use std::io::{Read, Seek, SeekFrom};
+use std::time::Duration;
+
+use common::*;
+
+/// Counts occurrences of `needle` in every readable mapping of `pid`.
+fn scan(pid: u32, needle: &[u8]) -> usize {
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
+    let mut mem = std::fs::File::open(format!("/proc/{pid}/mem")).unwrap();
+    let mut found = 0;
+    for line in maps.lines() {
+        let mut parts = line.split_whitespace();
+        let (Some(range), Some(perms)) = (parts.next(), parts.next()) else {
+            continue;
+        };
+        let name = line.split_whitespace().nth(5).unwrap_or("");
+        if !perms.starts_with('r') || name.starts_with("[v") {
+            continue;
+        }
+        let (a, b) = range.split_once('-').unwrap();
+        let (a, b) = (
+            u64::from_str_radix(a, 16).unwrap(),
+            u64::from_str_radix(b, 16).unwrap(),
+        );
+        let mut buf = vec![0u8; (b - a) as usize];
+        if mem.seek(SeekFrom::Start(a)).is_err() || mem.read_exact(&mut buf).is_err() {
+            continue;
+        }
+        found += buf.windows(needle.len()).filter(|w| *w == needle).count();
+    }
+    found
+}
+
+fn residue_after_reads(h: &Harness, wipe: bool, reads: usize) -> usize {
+    let config = h.config(Auth::AppRole, &h.audit_path(), "").replace(
+        "[audit]",
+        &format!("[hardening]\nwipe_freed_memory = {wipe}\n\n[audit]"),
+    );
+    let b = h.start(&config);
+    let bot = h.bot("invoice-bot");
+    for i in 0..reads {
+        let path = if i % 2 == 0 {
+            "/v1/secrets/erp-db"
+        } else {
+            "/v1/secrets/erp-db?field=password"
+        };
+        assert_eq!(b.call(h, &bot, "GET", path).status, 200);
+    }
+    // Bot connections closed with each call; idle Vault connections close
+    // after 5 s and free their buffers.
+    std::thread::sleep(Duration::from_secs(7));
+    scan(b.pid(), h.erp_password.as_bytes())
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn no_copy_of_a_kv_secret_survives_in_memory() {
+    let Some(h) = Harness::new("memscan") else {
+        return;
+    };
+    let reads = 50;
+    let without = residue_after_reads(&h, false, reads);
+    let with = residue_after_reads(&h, true, reads);
+    eprintln!("memory scan after {reads} reads: {without} occurrences with wiping off, {with} with wiping on");
+    assert_eq!(
+        with, 0,
+        "secret value found {with} times in botward's memory"
+    );
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn the_process_is_hardened() {
+    let Some(h) = Harness::new("harden") else {
+        return;
+    };
+    let b = h.start(&h.config(Auth::AppRole, &h.audit_path(), ""));
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", b.pid())).unwrap();
+    let core = limits
+        .lines()
+        .find(|l| l.starts_with("Max core file size"))
+        .unwrap();
+    assert_eq!(
+        core.split_whitespace().collect::<Vec<_>>()[4..6],
+        ["0", "0"],
+        "{core}"
+    );
+    let start = audit_records(&h.audit_path())
+        .into_iter()
+        .find(|r| r["kind"] == "server.start")
+        .unwrap();
+    assert_eq!(start["detail"]["hardening"]["dumpable"], false, "{start}");
+    if unsafe { libc::geteuid() } == 0 {
+        // Root has CAP_IPC_LOCK: memory is locked.
+        let status = std::fs::read_to_string(format!("/proc/{}/status", b.pid())).unwrap();
+        let locked = status.lines().find(|l| l.starts_with("VmLck:")).unwrap();
+        let kb: u64 = locked.split_whitespace().nth(1).unwrap().parse().unwrap();
+        assert!(kb > 0, "{locked}");
+        assert_eq!(start["detail"]["hardening"]["memory_locked"], true);
+    }
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_replaced_vault_token_is_wiped_from_memory() {
+    let Some(h) = Harness::new("token-wipe") else {
+        return;
+    };
+    let old_token = format!("old-token-{}", random_hex(16));
+    let new_token = format!("new-token-{}", random_hex(16));
+    h.bao
+        .cli(
+            &[
+                "token",
+                "create",
+                &format!("-id={old_token}"),
+                "-policy=botward",
+                "-ttl=1h",
+            ],
+            None,
+        )
+        .unwrap();
+    std::fs::write(&h.token_file, &old_token).unwrap();
+    let b = h.start(&h.config(Auth::RootToken, &h.audit_path(), ""));
+    let bot = h.bot("invoice-bot");
+    assert_eq!(b.call(&h, &bot, "GET", "/v1/secrets/erp-db").status, 200);
+    // The live token is in memory: the scan does find what is there.
+    assert!(scan(b.pid(), old_token.as_bytes()) > 0);
+
+    // Ops rotate the token: revoke the old one, write a new one.
+    h.bao
+        .cli(
+            &[
+                "token",
+                "create",
+                &format!("-id={new_token}"),
+                "-policy=botward",
+                "-ttl=1h",
+            ],
+            None,
+        )
+        .unwrap();
+    std::fs::write(&h.token_file, &new_token).unwrap();
+    h.bao.cli(&["token", "revoke", &old_token], None).unwrap();
+    assert_eq!(b.call(&h, &bot, "GET", "/v1/secrets/erp-db").status, 200);
+    std::thread::sleep(Duration::from_secs(7));
+    assert!(scan(b.pid(), new_token.as_bytes()) > 0);
+    assert_eq!(
+        scan(b.pid(), old_token.as_bytes()),
+        0,
+        "the replaced token is still in memory"
+    );
+}

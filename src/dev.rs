@@ -130,6 +130,9 @@ impl DevBao {
         let root_token = format!("root-{}", random_hex(12));
         let addr = format!("http://127.0.0.1:{port}");
         let child = spawn_dev(bao, dir, port, &root_token)?;
+        // For poking at the dev server by hand and for benchmarks.
+        crate::certs::write_file(&dir.join("root-token"), &root_token, 0o600)
+            .map_err(|e| DevError(e.0))?;
         let me = DevBao {
             child,
             addr,

@@ -5,6 +5,11 @@
 //! Records are written by one thread that owns the file, so sequence numbers
 //! follow file order and concurrent requests share a single write.
 
+pub mod ocsf;
+pub mod query;
+pub mod report;
+pub mod syslog;
+
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};

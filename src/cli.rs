@@ -52,6 +52,11 @@ pub enum Command {
         #[command(subcommand)]
         command: CertsCommand,
     },
+    /// Verify, query and report on audit logs.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// One-command local demo with a real OpenBao dev server.
     Dev {
         /// Working folder for the demo files (removed on exit unless --keep).
@@ -83,6 +88,33 @@ pub struct ConnArgs {
 }
 
 #[derive(Subcommand, Debug)]
+pub enum AuditCommand {
+    /// Check the chain, MACs and checkpoint signatures. Exit 0: intact and
+    /// sealed; 1: tampered; 2: intact but the tail is unsealed.
+    Verify {
+        #[command(flatten)]
+        keys: AuditKeyArgs,
+        /// Log files, current and rotated, in any order; default: the
+        /// config's log and its rotated files.
+        files: Vec<PathBuf>,
+    },
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct AuditKeyArgs {
+    /// Take the log, the public key and (if still on this host) the seed
+    /// from a botward config.
+    #[arg(long, conflicts_with_all = ["public_key", "seed"])]
+    pub config: Option<PathBuf>,
+    /// The checkpoint public key (hex), `<log>.pub` beside the log.
+    #[arg(long)]
+    pub public_key: Option<PathBuf>,
+    /// The chain seed (hex), `<log>.seed`, to check every record's MAC.
+    #[arg(long)]
+    pub seed: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
 pub enum CertsCommand {
     /// Create a dev CA and a server certificate for localhost.
     Init {
@@ -111,6 +143,7 @@ pub fn run(cli: Cli) -> ExitCode {
             runtime().block_on(get(&name, field.as_deref(), conn))
         }
         Command::Certs { command } => certs(command),
+        Command::Audit { command } => audit(command),
         Command::Dev { dir, port, keep } => runtime().block_on(dev(dir, port, keep)),
     }
 }
@@ -164,7 +197,7 @@ pub async fn serve_until(
     };
     // Before any secret is fetched.
     let hardening = crate::harden::apply(&config.hardening);
-    let audit = match AuditLog::open(&config.audit.path) {
+    let audit = match AuditLog::open(&config.audit) {
         Ok(a) => Arc::new(a),
         Err(e) => {
             eprintln!(
@@ -362,6 +395,128 @@ fn certs(command: CertsCommand) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("botward: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn audit(command: AuditCommand) -> ExitCode {
+    match command {
+        AuditCommand::Verify { keys, files } => audit_verify(&keys, files),
+    }
+}
+
+/// Files and keys for the audit tools, from `--config` or the flags.
+fn audit_inputs(
+    args: &AuditKeyArgs,
+    mut files: Vec<PathBuf>,
+) -> Result<(Vec<PathBuf>, crate::audit::verify::Keys), String> {
+    use crate::audit::chain;
+    let mut keys = crate::audit::verify::Keys::default();
+    let read_hex = |p: &Path| -> Result<Vec<u8>, String> {
+        let text = zeroize::Zeroizing::new(
+            std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?,
+        );
+        chain::unhex(&text).ok_or_else(|| format!("{}: not hex", p.display()))
+    };
+    if let Some(cfg) = &args.config {
+        let config = Config::load(cfg).map_err(|p| p.to_string())?;
+        let kf = crate::audit::writer_key_files(&config.audit);
+        if kf.public.exists() {
+            keys.public_key = Some(read_hex(&kf.public)?);
+        }
+        if kf.seed.exists() {
+            let raw = zeroize::Zeroizing::new(read_hex(&kf.seed)?);
+            keys.seed = Some(zeroize::Zeroizing::new(
+                raw.as_slice()
+                    .try_into()
+                    .map_err(|_| "seed is not 32 bytes".to_string())?,
+            ));
+        }
+        if files.is_empty() {
+            files = crate::audit::log_files(&config.audit.path);
+        }
+    }
+    if let Some(p) = &args.public_key {
+        keys.public_key = Some(read_hex(p)?);
+    }
+    if let Some(p) = &args.seed {
+        let raw = zeroize::Zeroizing::new(read_hex(p)?);
+        keys.seed =
+            Some(zeroize::Zeroizing::new(raw.as_slice().try_into().map_err(
+                |_| format!("{}: the seed is not 32 bytes", p.display()),
+            )?));
+    }
+    if files.is_empty() {
+        return Err("no audit files given".into());
+    }
+    Ok((files, keys))
+}
+
+fn audit_verify(args: &AuditKeyArgs, files: Vec<PathBuf>) -> ExitCode {
+    use crate::audit::verify::{self, Outcome};
+    let (files, keys) = match audit_inputs(args, files) {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("botward: {e}");
+            return ExitCode::from(EX_USAGE);
+        }
+    };
+    if keys.public_key.is_none() && keys.seed.is_none() {
+        eprintln!("botward: give --public-key, --seed or --config: without a key the chain proves nothing");
+        return ExitCode::from(EX_USAGE);
+    }
+    let started = std::time::Instant::now();
+    let report = match verify::verify(&files, &keys) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("botward: {e}");
+            return ExitCode::from(EX_USAGE);
+        }
+    };
+    let checked = match (report.macs_checked, report.signatures_checked) {
+        (true, true) => "hashes, MACs and signatures",
+        (true, false) => "hashes and MACs",
+        (false, _) => "hashes and signatures",
+    };
+    let range = match (report.first_seq, report.last_seq) {
+        (Some(a), Some(b)) => format!("seq {a}..={b}"),
+        _ => "no records".into(),
+    };
+    let summary = format!(
+        "{} records in {} file(s), {range}, {} checkpoints; checked {checked} in {:.2}s",
+        report.records,
+        report.files,
+        report.checkpoints,
+        started.elapsed().as_secs_f64()
+    );
+    match report.outcome {
+        Outcome::Sealed => {
+            println!("intact and sealed: {summary}");
+            ExitCode::SUCCESS
+        }
+        Outcome::Unsealed {
+            after_checkpoint,
+            unsealed,
+        } => {
+            let since = after_checkpoint.map_or("the start".to_string(), |c| {
+                format!("the checkpoint at seq {c}")
+            });
+            println!("intact, but {unsealed} record(s) after {since} are not sealed (a live log, a crash or a truncation): {summary}");
+            ExitCode::from(2)
+        }
+        Outcome::Tampered {
+            file,
+            line,
+            seq,
+            damage,
+            detail,
+        } => {
+            let seq = seq.map_or("?".into(), |s| s.to_string());
+            println!(
+                "TAMPERED: {}:{line} seq {seq}: {damage}: {detail}",
+                file.display()
+            );
             ExitCode::FAILURE
         }
     }

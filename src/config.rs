@@ -75,6 +75,37 @@ pub enum VaultAuth {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Audit {
     pub path: PathBuf,
+    /// Where the seed, the key state and the signing key live; by default
+    /// beside the log.
+    pub state_dir: PathBuf,
+    pub fsync: Fsync,
+    /// Rotate when the file reaches this size; 0 turns size rotation off.
+    pub rotate_bytes: u64,
+    /// Rotate when the UTC day changes.
+    pub rotate_daily: bool,
+    pub checkpoint_every: u64,
+    pub checkpoint_interval: Duration,
+    pub ratchet_interval: Duration,
+    pub syslog: Option<Syslog>,
+}
+
+/// When the audit file is synced to disk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fsync {
+    /// Every record is written and synced on its own.
+    Always,
+    /// Records of concurrent requests are written and synced together.
+    Batch,
+    /// Left to the operating system.
+    Never,
+}
+
+/// The off-host RFC 5424 syslog sink.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Syslog {
+    pub address: String,
+    /// Send every record, or only checkpoints.
+    pub all_records: bool,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -197,6 +228,21 @@ struct RawVaultAuth {
 #[serde(deny_unknown_fields)]
 struct RawAudit {
     path: Spanned<String>,
+    state_dir: Option<Spanned<String>>,
+    fsync: Option<Spanned<String>>,
+    rotate_bytes: Option<u64>,
+    rotate_daily: Option<bool>,
+    checkpoint_every: Option<Spanned<u64>>,
+    checkpoint_interval_s: Option<Spanned<u64>>,
+    ratchet_interval_s: Option<Spanned<u64>>,
+    syslog: Option<RawSyslog>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSyslog {
+    address: Spanned<String>,
+    records: Option<Spanned<String>>,
 }
 
 #[derive(Default, Deserialize)]
@@ -374,12 +420,7 @@ impl Validator<'_> {
         let listen = self.listen(raw.listen);
         let tls = self.tls(raw.tls);
         let vault = self.vault(raw.vault);
-        let audit = Audit {
-            path: self.path(raw.audit.path.get_ref()),
-        };
-        if raw.audit.path.get_ref().is_empty() {
-            self.problem(&raw.audit.path, "audit.path must not be empty");
-        }
+        let audit = self.audit(raw.audit);
         let limits = self.limits(raw.limits);
         let secrets = self.secrets(raw.secrets);
         let bots = self.bots(raw.bots, &secrets);
@@ -563,6 +604,87 @@ impl Validator<'_> {
             timeout,
             auth: auth?,
         })
+    }
+
+    fn audit(&mut self, raw: RawAudit) -> Audit {
+        if raw.path.get_ref().is_empty() {
+            self.problem(&raw.path, "audit.path must not be empty");
+        }
+        let path = self.path(raw.path.get_ref());
+        let state_dir = match &raw.state_dir {
+            Some(d) => self.path(d.get_ref()),
+            None => path.parent().map(Path::to_owned).unwrap_or_default(),
+        };
+        let fsync = match raw.fsync.as_ref().map(|f| (f, f.get_ref().as_str())) {
+            None | Some((_, "batch")) => Fsync::Batch,
+            Some((_, "always")) => Fsync::Always,
+            Some((_, "never")) => Fsync::Never,
+            Some((f, other)) => {
+                self.problem(
+                    f,
+                    format!(
+                        "audit.fsync: {other:?} is not one of \"always\", \"batch\", \"never\""
+                    ),
+                );
+                Fsync::Batch
+            }
+        };
+        let mut secs = |v: &Option<Spanned<u64>>, key: &str, default: u64| match v {
+            None => Duration::from_secs(default),
+            Some(s) if (1..=86_400).contains(s.get_ref()) => Duration::from_secs(*s.get_ref()),
+            Some(s) => {
+                self.problem(
+                    s,
+                    format!("audit.{key} must be between 1 and 86400 seconds"),
+                );
+                Duration::from_secs(default)
+            }
+        };
+        let checkpoint_interval = secs(&raw.checkpoint_interval_s, "checkpoint_interval_s", 60);
+        let ratchet_interval = secs(&raw.ratchet_interval_s, "ratchet_interval_s", 60);
+        let checkpoint_every = match &raw.checkpoint_every {
+            None => 1000,
+            Some(n) if *n.get_ref() >= 1 => *n.get_ref(),
+            Some(n) => {
+                self.problem(n, "audit.checkpoint_every must be at least 1");
+                1000
+            }
+        };
+        let syslog = raw.syslog.map(|s| {
+            let all_records = match s.records.as_ref().map(|r| (r, r.get_ref().as_str())) {
+                None | Some((_, "all")) => true,
+                Some((_, "checkpoints")) => false,
+                Some((r, other)) => {
+                    self.problem(
+                        r,
+                        format!(
+                            "audit.syslog.records: {other:?} is not \"all\" or \"checkpoints\""
+                        ),
+                    );
+                    true
+                }
+            };
+            if s.address.get_ref().parse::<SocketAddr>().is_err()
+                && !s.address.get_ref().contains(':')
+            {
+                self.problem(&s.address, "audit.syslog.address must look like host:port");
+            }
+            Syslog {
+                address: s.address.into_inner(),
+                all_records,
+            }
+        });
+        Audit {
+            path,
+            state_dir,
+            fsync,
+            rotate_bytes: raw.rotate_bytes.unwrap_or(0),
+            rotate_daily: raw.rotate_daily.unwrap_or(true),
+            checkpoint_every,
+            checkpoint_interval,
+            ratchet_interval,
+            syslog,
+        }
     }
 
     fn limits(&mut self, raw: RawLimits) -> Limits {

@@ -541,7 +541,12 @@ fn an_unwritable_audit_log_fails_closed() {
     let Some(h) = Harness::new("audit-full") else {
         return;
     };
-    let b = h.start(&h.config(Auth::AppRole, std::path::Path::new("/dev/full"), ""));
+    let config = h.config(Auth::AppRole, std::path::Path::new("/dev/full"), "");
+    let config = config.replace(
+        "[audit]\n",
+        &format!("[audit]\nstate_dir = \"{}/audit-state\"\n", h.dir.display()),
+    );
+    let b = h.start(&config);
     let bot = h.bot("invoice-bot");
     let a = b.call(&h, &bot, "GET", "/v1/secrets/erp-db");
     assert_eq!(a.status, 503);
@@ -603,7 +608,9 @@ fn sigterm_drains_and_exits_cleanly() {
         .map(|r| r["kind"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(kinds.first().map(String::as_str), Some("server.start"));
-    assert_eq!(kinds.last().map(String::as_str), Some("server.stop"));
+    assert_eq!(kinds[kinds.len() - 2..], ["server.stop", "checkpoint"]);
+    let seal = audit_records(&audit).pop().unwrap();
+    assert_eq!(seal["detail"]["final"], true);
 }
 
 #[test]

@@ -1,0 +1,670 @@
+//! The writer thread: owns the current file, the chain state and the keys.
+//!
+//! It takes every record that is waiting, chains and writes them in one
+//! write, syncs per the fsync policy, and only then answers each request.
+//! It also writes checkpoints (every N records, every T seconds, at rotation
+//! and a final seal at shutdown), ratchets the MAC key, rotates files and
+//! recovers a torn last line at start.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use tokio::sync::oneshot;
+use tracing::{error, info, warn};
+use zeroize::Zeroizing;
+
+use super::chain::{self, EpochKey, Signer};
+use super::syslog::{SyslogConfig, SyslogSink};
+use super::{AuditUnavailable, Decision, Record};
+use crate::config::{Audit, Fsync};
+use crate::identity::hex;
+
+pub enum Msg {
+    Record(Record, Reply),
+    Close(mpsc::Sender<()>),
+}
+
+pub enum Reply {
+    Async(oneshot::Sender<Result<u64, AuditUnavailable>>),
+    Sync(mpsc::Sender<Result<u64, AuditUnavailable>>),
+}
+
+impl Reply {
+    fn send(self, r: Result<u64, AuditUnavailable>) {
+        match self {
+            Reply::Async(tx) => {
+                let _ = tx.send(r);
+            }
+            Reply::Sync(tx) => {
+                let _ = tx.send(r);
+            }
+        }
+    }
+}
+
+/// File names of the key material, beside the log by default.
+pub struct KeyFiles {
+    pub seed: PathBuf,
+    pub state: PathBuf,
+    pub sign: PathBuf,
+    pub public: PathBuf,
+}
+
+impl KeyFiles {
+    pub fn for_log(cfg: &Audit) -> KeyFiles {
+        let name = cfg
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "audit".into());
+        let at = |ext: &str| cfg.state_dir.join(format!("{name}.{ext}"));
+        KeyFiles {
+            seed: at("seed"),
+            state: at("key"),
+            sign: at("sign"),
+            public: at("pub"),
+        }
+    }
+}
+
+pub struct Writer {
+    cfg: Audit,
+    host: Arc<str>,
+    file: File,
+    file_len: u64,
+    file_day: Option<jiff::civil::Date>,
+    file_first_seq: Option<u64>,
+    next_seq: u64,
+    last_hash: Option<String>,
+    key: EpochKey,
+    signer: Signer,
+    keys: KeyFiles,
+    since_checkpoint: u64,
+    last_checkpoint: Instant,
+    last_ratchet: Instant,
+    sink: Option<SyslogSink>,
+    /// A record to write first, e.g. `audit.recovered`.
+    pending: Vec<Record>,
+    /// Set while the rotation checkpoint is written.
+    rotating: bool,
+    buf: Vec<u8>,
+}
+
+/// The tail of an existing chain.
+struct Tail {
+    seq: u64,
+    hash: String,
+    epoch: u64,
+}
+
+impl Writer {
+    pub fn open(cfg: &Audit, host: Arc<str>) -> io::Result<Writer> {
+        let keys = KeyFiles::for_log(cfg);
+        std::fs::create_dir_all(&cfg.state_dir)?;
+        if let Some(dir) = cfg.path.parent() {
+            if !dir.as_os_str().is_empty() {
+                std::fs::create_dir_all(dir)?;
+            }
+        }
+        let mut file = open_append(&cfg.path)?;
+        let recovered = recover_torn_line(&mut file, &cfg.path)?;
+        let tail = match last_record(&mut file)? {
+            Some(t) => Some(t),
+            None => rotated_files(&cfg.path)
+                .last()
+                .map(|p| File::open(p).and_then(|mut f| last_record(&mut f)))
+                .transpose()?
+                .flatten(),
+        };
+        let (key, signer) = match &tail {
+            None => start_chain(&keys)?,
+            Some(t) => continue_chain(&keys, t.epoch)?,
+        };
+        let file_len = file.metadata()?.len();
+        let mut w = Writer {
+            cfg: cfg.clone(),
+            host,
+            file,
+            file_len,
+            file_day: None,
+            file_first_seq: None,
+            next_seq: tail.as_ref().map_or(0, |t| t.seq + 1),
+            last_hash: tail.as_ref().map(|t| t.hash.clone()),
+            key,
+            signer,
+            keys,
+            since_checkpoint: 0,
+            last_checkpoint: Instant::now(),
+            last_ratchet: Instant::now(),
+            sink: cfg.syslog.as_ref().map(|s| {
+                SyslogSink::start(SyslogConfig {
+                    address: s.address.clone(),
+                    app_name: "botward".into(),
+                    hostname: super::hostname(),
+                    facility: 13,
+                    queue: 10_000,
+                })
+            }),
+            pending: Vec::new(),
+            rotating: false,
+            buf: Vec::with_capacity(64 * 1024),
+        };
+        if w.file_len > 0 {
+            w.file_day = Some(today());
+            w.file_first_seq = first_seq(&w.cfg.path);
+        }
+        if let Some((torn_len, torn_hash)) = recovered {
+            let mut r = Record::new("audit.recovered", crate::api::request_id(), w.host.clone());
+            r.decision = Decision::Allow;
+            r.reason = Some("torn_line".into());
+            r.detail =
+                Some(json!({"file": cfg.path, "torn_bytes": torn_len, "torn_sha256": torn_hash}));
+            w.pending.push(r);
+        }
+        Ok(w)
+    }
+
+    pub fn run(mut self, rx: mpsc::Receiver<Msg>) {
+        if !self.pending.is_empty() {
+            let pending = std::mem::take(&mut self.pending);
+            let jobs = pending.into_iter().map(|r| (r, None)).collect();
+            self.write_batch(jobs);
+        }
+        loop {
+            let wait = self
+                .next_deadline()
+                .saturating_duration_since(Instant::now());
+            let first = match rx.recv_timeout(wait) {
+                Ok(m) => m,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    self.on_timer();
+                    continue;
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    self.seal_and_stop();
+                    return;
+                }
+            };
+            let mut jobs = Vec::new();
+            let mut close = None;
+            match first {
+                Msg::Record(r, reply) => jobs.push((r, Some(reply))),
+                Msg::Close(tx) => close = Some(tx),
+            }
+            while close.is_none() && jobs.len() < 4096 {
+                match rx.try_recv() {
+                    Ok(Msg::Record(r, reply)) => jobs.push((r, Some(reply))),
+                    Ok(Msg::Close(tx)) => close = Some(tx),
+                    Err(_) => break,
+                }
+            }
+            if !jobs.is_empty() {
+                self.write_batch(jobs);
+            }
+            if let Some(tx) = close {
+                self.seal_and_stop();
+                let _ = tx.send(());
+                // Later writers find the channel closed and fail closed.
+                return;
+            }
+            if self.since_checkpoint >= self.cfg.checkpoint_every {
+                self.checkpoint("count", false);
+            }
+            self.on_timer();
+        }
+    }
+
+    fn next_deadline(&self) -> Instant {
+        let ratchet = self.last_ratchet + self.cfg.ratchet_interval;
+        if self.since_checkpoint > 0 {
+            ratchet.min(self.last_checkpoint + self.cfg.checkpoint_interval)
+        } else {
+            ratchet
+        }
+    }
+
+    fn on_timer(&mut self) {
+        let now = Instant::now();
+        if self.since_checkpoint > 0 && now >= self.last_checkpoint + self.cfg.checkpoint_interval {
+            self.checkpoint("interval", false);
+        }
+        if now >= self.last_ratchet + self.cfg.ratchet_interval {
+            if let Err(e) = self.ratchet() {
+                error!(error = %e, "Cannot save the audit key state; keeping the current epoch");
+            }
+        }
+    }
+
+    /// Moves the MAC key to the next epoch and saves the new state. The old
+    /// key is wiped.
+    fn ratchet(&mut self) -> io::Result<()> {
+        let next = self.key.next_raw();
+        save_key_state(&self.keys.state, self.key.epoch + 1, &next)?;
+        self.key = EpochKey::from_raw(self.key.epoch + 1, &next);
+        self.last_ratchet = Instant::now();
+        Ok(())
+    }
+
+    fn seal_and_stop(&mut self) {
+        self.checkpoint("shutdown", true);
+        if let Some(sink) = &self.sink {
+            sink.flush(Duration::from_secs(2));
+        }
+        info!("Audit log sealed");
+    }
+
+    /// Writes a checkpoint that signs the last record's hash.
+    fn checkpoint(&mut self, why: &str, last: bool) {
+        // Rotate first, so the checkpoint covers the record right before it.
+        self.maybe_rotate();
+        let Some(covers_hash) = self.last_hash.clone() else {
+            return;
+        };
+        let covers_seq = self.next_seq.saturating_sub(1);
+        let sig = self.signer.sign(&chain::checkpoint_message(
+            covers_seq,
+            &covers_hash,
+            self.key.epoch,
+        ));
+        let mut r = Record::new("checkpoint", crate::api::request_id(), self.host.clone());
+        r.decision = Decision::Allow;
+        r.reason = Some(why.to_owned());
+        r.detail = Some(json!({
+            "covers_seq": covers_seq,
+            "covers_hash": covers_hash,
+            "epoch": self.key.epoch,
+            "signature": sig,
+            "public_key": self.signer.public_hex(),
+            "final": last,
+        }));
+        if self.append(vec![(r, None)]) {
+            self.since_checkpoint = 0;
+            self.last_checkpoint = Instant::now();
+        }
+    }
+
+    /// Chains, writes and syncs a batch, then answers each job. Returns
+    /// whether the batch reached the file.
+    fn write_batch(&mut self, jobs: Vec<(Record, Option<Reply>)>) -> bool {
+        self.maybe_rotate();
+        self.append(jobs)
+    }
+
+    fn maybe_rotate(&mut self) {
+        if self.rotation_due() {
+            if let Err(e) = self.rotate() {
+                error!(error = %e, "Audit log rotation failed; continuing in the current file");
+            }
+        }
+    }
+
+    fn append(&mut self, mut jobs: Vec<(Record, Option<Reply>)>) -> bool {
+        let saved = (self.next_seq, self.last_hash.clone());
+        self.buf.clear();
+        let mut seqs = Vec::with_capacity(jobs.len());
+        let mut ends = Vec::with_capacity(jobs.len());
+        for (rec, _) in &mut jobs {
+            rec.seq = self.next_seq;
+            rec.prev = self.last_hash.clone();
+            rec.epoch = Some(self.key.epoch);
+            let start = self.buf.len();
+            let mut line = Vec::with_capacity(768);
+            if serde_json::to_writer(&mut line, rec).is_err() {
+                seqs.push(None);
+                ends.push(start);
+                continue;
+            }
+            let h = chain::seal_line(&mut line, &self.key);
+            self.buf.extend_from_slice(&line);
+            self.last_hash = Some(hex(&h));
+            seqs.push(Some(self.next_seq));
+            ends.push(self.buf.len());
+            self.next_seq += 1;
+        }
+        let result = self.write_out(&ends);
+        let ok = result.is_ok();
+        if let Err(e) = &result {
+            error!(error = %e, "Cannot write the audit log; refusing requests until it can");
+            let _ = self.file.set_len(self.file_len);
+            (self.next_seq, self.last_hash) = saved;
+        } else {
+            let written = self.buf.len() as u64;
+            if self.file_len == 0 {
+                self.file_day = Some(today());
+                self.file_first_seq = seqs.iter().flatten().next().copied();
+            }
+            self.file_len += written;
+            self.since_checkpoint += seqs.iter().flatten().count() as u64;
+            self.forward(&jobs, &ends);
+        }
+        for ((_, reply), seq) in jobs.into_iter().zip(seqs) {
+            if let Some(reply) = reply {
+                reply.send(match (ok, seq) {
+                    (true, Some(s)) => Ok(s),
+                    _ => Err(AuditUnavailable),
+                });
+            }
+        }
+        ok
+    }
+
+    fn write_out(&mut self, ends: &[usize]) -> io::Result<()> {
+        match self.cfg.fsync {
+            Fsync::Always => {
+                let mut start = 0;
+                for &end in ends {
+                    if end > start {
+                        self.file.write_all(&self.buf[start..end])?;
+                        self.file.sync_data()?;
+                    }
+                    start = end;
+                }
+                Ok(())
+            }
+            Fsync::Batch => {
+                self.file.write_all(&self.buf)?;
+                self.file.sync_data()
+            }
+            Fsync::Never => self.file.write_all(&self.buf),
+        }
+    }
+
+    /// Ships written records to the syslog sink.
+    fn forward(&self, jobs: &[(Record, Option<Reply>)], ends: &[usize]) {
+        let Some(sink) = &self.sink else { return };
+        let all = self.cfg.syslog.as_ref().is_some_and(|s| s.all_records);
+        let mut start = 0;
+        for ((rec, _), &end) in jobs.iter().zip(ends) {
+            if end > start && (all || rec.kind == "checkpoint") {
+                let line = String::from_utf8_lossy(&self.buf[start..end - 1]);
+                let decision = match rec.decision {
+                    Decision::Allow => "allow",
+                    Decision::Deny => "deny",
+                    Decision::Error => "error",
+                };
+                sink.send(&line, rec.kind, decision);
+            }
+            start = end;
+        }
+    }
+
+    fn rotation_due(&self) -> bool {
+        if self.file_len == 0 || self.rotating {
+            return false;
+        }
+        (self.cfg.rotate_bytes > 0 && self.file_len >= self.cfg.rotate_bytes)
+            || (self.cfg.rotate_daily && self.file_day.is_some_and(|d| d != today()))
+    }
+
+    /// Seals the current file with a checkpoint, renames it after its first
+    /// sequence number and starts a new one. The chain continues.
+    fn rotate(&mut self) -> io::Result<()> {
+        self.rotating = true;
+        self.checkpoint("rotation", false);
+        self.rotating = false;
+        self.file.sync_all()?;
+        let first = self.file_first_seq.unwrap_or(self.next_seq);
+        let rotated = rotated_name(&self.cfg.path, first);
+        std::fs::rename(&self.cfg.path, &rotated)?;
+        self.file = open_append(&self.cfg.path)?;
+        self.file_len = 0;
+        self.file_day = None;
+        self.file_first_seq = None;
+        sync_dir(&self.cfg.path);
+        info!(file = %rotated.display(), "Rotated audit log");
+        Ok(())
+    }
+}
+
+fn today() -> jiff::civil::Date {
+    jiff::Timestamp::now()
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .date()
+}
+
+fn open_append(path: &Path) -> io::Result<File> {
+    let mut opts = OpenOptions::new();
+    opts.create(true).append(true).read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o640);
+    }
+    opts.open(path)
+}
+
+/// `audit.jsonl` → `audit.jsonl.000000001234`.
+pub fn rotated_name(path: &Path, first_seq: u64) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(format!(".{first_seq:012}"));
+    PathBuf::from(s)
+}
+
+/// Rotated files of a log, oldest first.
+pub fn rotated_files(path: &Path) -> Vec<PathBuf> {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return Vec::new();
+    };
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    let prefix = format!("{}.", name.to_string_lossy());
+    let mut found: Vec<(u64, PathBuf)> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let n = e.file_name().to_string_lossy().into_owned();
+            let digits = n.strip_prefix(&prefix)?;
+            if digits.len() != 12 || !digits.bytes().all(|c| c.is_ascii_digit()) {
+                return None;
+            }
+            Some((digits.parse().ok()?, e.path()))
+        })
+        .collect();
+    found.sort();
+    found.into_iter().map(|(_, p)| p).collect()
+}
+
+fn first_seq(path: &Path) -> Option<u64> {
+    let mut f = File::open(path).ok()?;
+    let mut head = vec![0u8; 64 * 1024];
+    let n = f.read(&mut head).ok()?;
+    let line = head[..n].split(|b| *b == b'\n').next()?;
+    serde_json::from_slice::<serde_json::Value>(line)
+        .ok()?
+        .get("seq")?
+        .as_u64()
+}
+
+/// Cuts a torn last line (a crash mid-write) off the file. Returns its
+/// length and hash, for the `audit.recovered` record.
+fn recover_torn_line(file: &mut File, path: &Path) -> io::Result<Option<(u64, String)>> {
+    let len = file.metadata()?.len();
+    if len == 0 || !file.metadata()?.is_file() {
+        return Ok(None);
+    }
+    let start = len.saturating_sub(1024 * 1024);
+    file.seek(SeekFrom::Start(start))?;
+    let mut tail = Vec::new();
+    file.read_to_end(&mut tail)?;
+    if tail.last() == Some(&b'\n') {
+        return Ok(None);
+    }
+    let cut = match tail.iter().rposition(|b| *b == b'\n') {
+        Some(i) => start + i as u64 + 1,
+        None if start == 0 => 0,
+        None => {
+            return Err(io::Error::other(
+                "audit log ends in a line longer than 1 MiB",
+            ))
+        }
+    };
+    let torn = &tail[(cut - start) as usize..];
+    let torn_hash = hex(&chain::hash(torn));
+    warn!(file = %path.display(), bytes = torn.len(), "Audit log ends in a torn line; cutting it off");
+    file.set_len(cut)?;
+    file.sync_all()?;
+    Ok(Some((torn.len() as u64, torn_hash)))
+}
+
+/// The last complete record of a file.
+fn last_record(file: &mut File) -> io::Result<Option<Tail>> {
+    let len = file.metadata()?.len();
+    if len == 0 || !file.metadata()?.is_file() {
+        return Ok(None);
+    }
+    let start = len.saturating_sub(1024 * 1024);
+    file.seek(SeekFrom::Start(start))?;
+    let mut tail = Vec::new();
+    file.read_to_end(&mut tail)?;
+    file.seek(SeekFrom::End(0))?;
+    for line in tail.split(|b| *b == b'\n').rev() {
+        if line.is_empty() {
+            continue;
+        }
+        let v: serde_json::Value = match serde_json::from_slice(line) {
+            Ok(v) => v,
+            Err(_) => continue,
+        };
+        let (Some(seq), Some(hash)) = (
+            v.get("seq").and_then(|s| s.as_u64()),
+            v.get("hash").and_then(|h| h.as_str()),
+        ) else {
+            return Err(io::Error::other("the last audit record has no chain fields; move the old log away to start a new chain"));
+        };
+        let epoch = v.get("epoch").and_then(|e| e.as_u64()).unwrap_or(0);
+        return Ok(Some(Tail {
+            seq,
+            hash: hash.to_owned(),
+            epoch,
+        }));
+    }
+    Ok(None)
+}
+
+/// A new chain: a fresh seed (written once, mode 0400, for the operator to
+/// move off the host), the epoch-0 key state and a signing key.
+fn start_chain(keys: &KeyFiles) -> io::Result<(EpochKey, Signer)> {
+    use ring::rand::{SecureRandom, SystemRandom};
+    let mut seed = Zeroizing::new([0u8; 32]);
+    SystemRandom::new()
+        .fill(seed.as_mut())
+        .map_err(|_| io::Error::other("no system randomness"))?;
+    if keys.seed.exists() {
+        // A seed of an earlier chain whose log is gone: keep it, renamed.
+        let mut old = keys.seed.as_os_str().to_owned();
+        old.push(format!(".{}", jiff::Timestamp::now().as_second()));
+        std::fs::rename(&keys.seed, PathBuf::from(old))?;
+    }
+    write_secret_file(&keys.seed, hex(seed.as_ref()).as_bytes(), 0o400)?;
+    let key = EpochKey::genesis(&seed);
+    let k0 = key_raw_for_state(&seed);
+    save_key_state(&keys.state, 0, &k0)?;
+    let signer = load_or_create_signer(keys)?;
+    info!(seed = %keys.seed.display(), "Started a new audit chain; move the seed file off this host");
+    Ok((key, signer))
+}
+
+/// The raw epoch-0 key, for the state file.
+fn key_raw_for_state(seed: &[u8; 32]) -> Zeroizing<[u8; 32]> {
+    let k = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, seed);
+    let tag = ring::hmac::sign(&k, b"botward audit k0");
+    let mut out = Zeroizing::new([0u8; 32]);
+    out.copy_from_slice(tag.as_ref());
+    out
+}
+
+/// An existing chain: load the key state and ratchet once, so every start
+/// begins a new epoch.
+fn continue_chain(keys: &KeyFiles, last_epoch: u64) -> io::Result<(EpochKey, Signer)> {
+    let text = Zeroizing::new(std::fs::read_to_string(&keys.state).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("audit key state {} is unreadable ({e}); the chain cannot continue. Move the log away to start a new chain", keys.state.display()),
+        )
+    })?);
+    let v: serde_json::Value =
+        serde_json::from_str(&text).map_err(|_| io::Error::other("audit key state is corrupt"))?;
+    let epoch = v
+        .get("epoch")
+        .and_then(|e| e.as_u64())
+        .ok_or_else(|| io::Error::other("audit key state has no epoch"))?;
+    let raw = v
+        .get("key")
+        .and_then(|k| k.as_str())
+        .and_then(chain::unhex32)
+        .map(Zeroizing::new)
+        .ok_or_else(|| io::Error::other("audit key state has no key"))?;
+    if epoch < last_epoch {
+        return Err(io::Error::other(format!(
+            "audit key state is at epoch {epoch} but the log is at epoch {last_epoch}: it was rolled back"
+        )));
+    }
+    let mut key = EpochKey::from_raw(epoch, &raw);
+    drop(raw);
+    let next = key.ratchet();
+    save_key_state(&keys.state, key.epoch, &next)?;
+    Ok((key, load_or_create_signer(keys)?))
+}
+
+fn load_or_create_signer(keys: &KeyFiles) -> io::Result<Signer> {
+    if let Ok(raw) = std::fs::read(&keys.sign) {
+        let raw = Zeroizing::new(raw);
+        let signer = Signer::from_pkcs8(&raw).map_err(io::Error::other)?;
+        if !keys.public.exists() {
+            std::fs::write(&keys.public, format!("{}\n", signer.public_hex()))?;
+        }
+        return Ok(signer);
+    }
+    let (signer, pkcs8) = Signer::generate().map_err(io::Error::other)?;
+    write_secret_file(&keys.sign, &pkcs8, 0o600)?;
+    std::fs::write(&keys.public, format!("{}\n", signer.public_hex()))?;
+    Ok(signer)
+}
+
+/// Replaces the key state file atomically: write, sync, rename, sync.
+fn save_key_state(path: &Path, epoch: u64, raw: &[u8; 32]) -> io::Result<()> {
+    let text = Zeroizing::new(format!("{{\"epoch\":{epoch},\"key\":\"{}\"}}\n", hex(raw)));
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let _ = std::fs::remove_file(&tmp);
+    write_secret_file(&tmp, text.as_bytes(), 0o600)?;
+    std::fs::rename(&tmp, path)?;
+    sync_dir(path);
+    Ok(())
+}
+
+fn write_secret_file(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
+    let mut opts = OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(mode);
+    }
+    #[cfg(not(unix))]
+    let _ = mode;
+    let mut f = opts.open(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
+}
+
+fn sync_dir(path: &Path) {
+    if let Some(dir) = path.parent() {
+        if let Ok(d) = File::open(if dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            dir
+        }) {
+            let _ = d.sync_all();
+        }
+    }
+}

@@ -121,6 +121,29 @@ fn a_pristine_chain_across_rotation_and_restart_verifies_sealed() {
     assert_eq!(last["epoch"], 1);
     assert_eq!(last["kind"], "checkpoint");
     assert_eq!(last["detail"]["final"], true);
+    // Every record, checkpoints included, matches the published schema.
+    let python = std::env::var_os("BOTWARD_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".tools/venv/bin/python");
+            if venv.exists() {
+                venv
+            } else {
+                PathBuf::from("python3")
+            }
+        });
+    let out = std::process::Command::new(python)
+        .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/clients/openapi_check.py"))
+        .arg("--audit")
+        .args(log_files(&c.path))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]

@@ -611,6 +611,15 @@ fn sigterm_drains_and_exits_cleanly() {
     assert_eq!(kinds[kinds.len() - 2..], ["server.stop", "checkpoint"]);
     let seal = audit_records(&audit).pop().unwrap();
     assert_eq!(seal["detail"]["final"], true);
+    // An auditor on the host verifies the sealed log from the config.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_botward"))
+        .args(["audit", "verify", "--config"])
+        .arg(&b.config_path)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("MACs and signatures"), "{text}");
 }
 
 #[test]
@@ -747,4 +756,79 @@ fn a_changed_crl_file_takes_effect_without_a_signal() {
     wait_for_record(&audit, Duration::from_secs(5), |r| {
         r["reason"] == "certificate_revoked"
     });
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_full_disk_fails_requests_closed_and_keeps_the_chain_intact() {
+    let Some(h) = Harness::new("disk-full") else {
+        return;
+    };
+    let mnt = h.dir.join("small");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=48k", "tmpfs"])
+        .arg(&mnt)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        assert_ne!(
+            std::env::var("CI").as_deref(),
+            Ok("true"),
+            "mounting a small tmpfs needs root, which CI has"
+        );
+        eprintln!("SKIP disk-full: cannot mount a tmpfs");
+        return;
+    }
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(mnt.clone());
+    let audit = mnt.join("audit.jsonl");
+    let config = h.config(Auth::AppRole, &audit, "").replace(
+        "[audit]\n",
+        &format!("[audit]\nstate_dir = \"{}/audit-state\"\n", h.dir.display()),
+    );
+    let b = h.start(&config);
+    let bot = h.bot("invoice-bot");
+    let mut served = 0;
+    let mut refused = 0;
+    for _ in 0..400 {
+        let a = b.call(&h, &bot, "GET", "/v1/secrets/erp-db?field=password");
+        let body = String::from_utf8_lossy(a.body.expose_secret()).into_owned();
+        match a.status {
+            200 => {
+                assert_eq!(refused, 0, "a secret was served after the disk filled up");
+                served += 1;
+            }
+            503 => {
+                assert!(body.contains("audit_unavailable"), "{body}");
+                assert!(!body.contains(&h.erp_password));
+                refused += 1;
+                if refused >= 5 {
+                    break;
+                }
+            }
+            other => panic!("unexpected status {other}: {body}"),
+        }
+    }
+    assert!(
+        served > 10 && refused >= 5,
+        "served {served}, refused {refused}"
+    );
+    // Every record that was written is whole: the chain verifies, unsealed.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_botward"))
+        .args(["audit", "verify", "--config"])
+        .arg(&b.config_path)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }

@@ -242,6 +242,44 @@ secrets = ["sftp"]
     }
 }
 
+impl Drop for Harness {
+    /// Every audit record the test wrote must match the published schema.
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            return;
+        }
+        let files: Vec<PathBuf> = std::fs::read_dir(&self.dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("audit.jsonl"))
+                    && !p.to_string_lossy().ends_with(".pub")
+                    && !p.to_string_lossy().ends_with(".seed")
+                    && !p.to_string_lossy().ends_with(".key")
+                    && !p.to_string_lossy().ends_with(".sign")
+            })
+            .collect();
+        if files.is_empty() {
+            return;
+        }
+        let out = Command::new(python())
+            .arg(repo().join("tests/clients/openapi_check.py"))
+            .arg("--audit")
+            .args(&files)
+            .output()
+            .expect("run the audit schema check");
+        assert!(
+            out.status.success(),
+            "audit records do not match proto/audit-event.schema.json:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
 /// A running `botward serve`.
 pub struct Botward {
     child: Child,

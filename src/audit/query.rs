@@ -1,1 +1,583 @@
-//! (in progress)
+//! `botward audit query`: filter audit records and print them as an aligned
+//! table, JSON Lines, CSV (RFC 4180) or OCSF events.
+//!
+//! Records are handled as `serde_json::Value`, so the query works on logs
+//! written by any record version that keeps the field names of the contract.
+//! A record that lacks a field simply does not match a filter on it.
+
+use std::fmt;
+use std::io::{self, Write};
+use std::str::FromStr;
+
+use jiff::civil::Date;
+use jiff::tz::TimeZone;
+use jiff::Timestamp;
+use serde_json::Value;
+
+use super::ocsf;
+
+/// Widest a table column may grow; longer values end in an ellipsis.
+const MAX_COLUMN: usize = 40;
+
+const TABLE_HEADER: [&str; 9] = [
+    "TS", "SEQ", "KIND", "DECISION", "STATUS", "BOT", "SECRET", "REASON", "PEER",
+];
+
+const CSV_HEADER: [&str; 19] = [
+    "ts",
+    "seq",
+    "id",
+    "host",
+    "kind",
+    "decision",
+    "status",
+    "latency_us",
+    "bot",
+    "secret",
+    "reason",
+    "peer_transport",
+    "peer_addr",
+    "peer_uid",
+    "peer_pid",
+    "peer_exe",
+    "cert_sha256",
+    "backend_path",
+    "backend_version",
+];
+
+/// Which records to keep. Every field that is set must match; an empty
+/// filter keeps everything.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Filter {
+    pub bot: Option<String>,
+    pub secret: Option<String>,
+    pub decision: Option<String>,
+    pub kind: Option<String>,
+    /// Keep records at or after this instant.
+    pub since: Option<Timestamp>,
+    /// Keep records strictly before this instant.
+    pub until: Option<Timestamp>,
+}
+
+/// Output format of `audit query`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Table,
+    Jsonl,
+    Csv,
+    Ocsf,
+}
+
+// === impl Filter ===
+
+impl Filter {
+    /// Whether `rec` passes the filter. String fields compare exactly. Time
+    /// bounds compare the parsed `ts`; a record whose `ts` cannot be parsed
+    /// never passes a time bound.
+    pub fn matches(&self, rec: &Value) -> bool {
+        let same = |want: &Option<String>, field: &str| match want {
+            None => true,
+            Some(w) => str_field(rec, field) == Some(w.as_str()),
+        };
+        if !(same(&self.bot, "bot")
+            && same(&self.secret, "secret")
+            && same(&self.decision, "decision")
+            && same(&self.kind, "kind"))
+        {
+            return false;
+        }
+        if self.since.is_none() && self.until.is_none() {
+            return true;
+        }
+        let Some(ts) = record_time(rec) else {
+            return false;
+        };
+        self.since.is_none_or(|since| ts >= since) && self.until.is_none_or(|until| ts < until)
+    }
+}
+
+// === impl Format ===
+
+impl FromStr for Format {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Format, String> {
+        match s {
+            "table" => Ok(Format::Table),
+            "jsonl" => Ok(Format::Jsonl),
+            "csv" => Ok(Format::Csv),
+            "ocsf" => Ok(Format::Ocsf),
+            other => Err(format!(
+                "unknown format {other:?}: expected table, jsonl, csv or ocsf"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for Format {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Format::Table => "table",
+            Format::Jsonl => "jsonl",
+            Format::Csv => "csv",
+            Format::Ocsf => "ocsf",
+        })
+    }
+}
+
+/// Parses a `--since`/`--until` argument: RFC 3339 with `Z` or an offset
+/// (`2026-11-27T10:00:00Z`, `2026-11-27T12:00:00+02:00`), or a bare date
+/// (`2026-11-27`), which means midnight UTC.
+pub fn parse_time(s: &str) -> Result<Timestamp, String> {
+    let s = s.trim();
+    if let Ok(ts) = s.parse::<Timestamp>() {
+        return Ok(ts);
+    }
+    // Only a bare date: jiff's date parser would also take a date-time and
+    // drop its time of day.
+    let bare_date = s.len() == 10 && !s.contains(['T', 't', ' ']);
+    if bare_date {
+        if let Ok(zoned) = s.parse::<Date>().and_then(|d| d.to_zoned(TimeZone::UTC)) {
+            return Ok(zoned.timestamp());
+        }
+    }
+    if s.parse::<jiff::civil::DateTime>().is_ok() {
+        return Err(format!(
+            "invalid time {s:?}: no time zone; add Z for UTC or an offset such as +02:00 \
+             (RFC 3339, e.g. 2026-11-27T10:00:00Z)"
+        ));
+    }
+    Err(format!(
+        "invalid time {s:?}: expected RFC 3339 with a zone (2026-11-27T10:00:00Z, \
+         2026-11-27T12:00:00+02:00) or a date (2026-11-27, midnight UTC)"
+    ))
+}
+
+/// Writes the records that pass `filter` to `out` in `format` and returns how
+/// many were written. The table format holds the selected rows in memory to
+/// size its columns; the other formats stream.
+pub fn write(
+    records: impl IntoIterator<Item = Value>,
+    filter: &Filter,
+    format: Format,
+    out: &mut dyn Write,
+) -> io::Result<usize> {
+    let selected = records.into_iter().filter(|r| filter.matches(r));
+    match format {
+        Format::Table => write_table(selected, out),
+        Format::Jsonl => write_lines(selected, out, |r| r),
+        Format::Ocsf => write_lines(selected, out, |r| ocsf::to_ocsf(&r)),
+        Format::Csv => write_csv(selected, out),
+    }
+}
+
+/// The peer as one short label: `tcp 127.0.0.1:5555` or
+/// `unix uid=1001 pid=42 exe=/opt/x`. Empty when the record has no peer.
+pub fn peer_label(rec: &Value) -> String {
+    let Some(peer) = rec.get("peer").filter(|p| p.is_object()) else {
+        return String::new();
+    };
+    let mut label = str_field(peer, "transport").unwrap_or("?").to_string();
+    if let Some(addr) = str_field(peer, "addr") {
+        label.push(' ');
+        label.push_str(addr);
+    }
+    for key in ["uid", "pid", "exe"] {
+        let v = scalar(peer.get(key));
+        if !v.is_empty() {
+            label.push_str(&format!(" {key}={v}"));
+        }
+    }
+    label
+}
+
+/// `rec[field]` when it is a string.
+pub(crate) fn str_field<'a>(rec: &'a Value, field: &str) -> Option<&'a str> {
+    rec.get(field).and_then(Value::as_str)
+}
+
+/// The record's `ts`, parsed.
+pub(crate) fn record_time(rec: &Value) -> Option<Timestamp> {
+    str_field(rec, "ts").and_then(|s| s.parse::<Timestamp>().ok())
+}
+
+/// A scalar as text: strings as they are, numbers and booleans printed,
+/// null or absent as empty, objects and arrays as compact JSON.
+pub(crate) fn scalar(v: Option<&Value>) -> String {
+    match v {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+    }
+}
+
+fn write_lines(
+    records: impl Iterator<Item = Value>,
+    out: &mut dyn Write,
+    map: impl Fn(Value) -> Value,
+) -> io::Result<usize> {
+    let mut n = 0;
+    for rec in records {
+        serde_json::to_writer(&mut *out, &map(rec))?;
+        out.write_all(b"\n")?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+fn write_table(records: impl Iterator<Item = Value>, out: &mut dyn Write) -> io::Result<usize> {
+    let rows: Vec<[String; 9]> = records
+        .map(|rec| {
+            let cell = |field: &str| table_cell(&scalar(rec.get(field)));
+            [
+                cell("ts"),
+                cell("seq"),
+                cell("kind"),
+                cell("decision"),
+                cell("status"),
+                cell("bot"),
+                cell("secret"),
+                cell("reason"),
+                table_cell(&peer_label(&rec)),
+            ]
+        })
+        .collect();
+
+    let mut widths = TABLE_HEADER.map(|h| h.chars().count());
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+
+    let header = TABLE_HEADER.map(String::from);
+    for row in std::iter::once(&header).chain(&rows) {
+        let mut line = String::new();
+        for (i, (cell, w)) in row.iter().zip(widths).enumerate() {
+            if i > 0 {
+                line.push_str("  ");
+            }
+            line.push_str(cell);
+            if i + 1 < row.len() {
+                let pad = w - cell.chars().count();
+                line.extend(std::iter::repeat_n(' ', pad));
+            }
+        }
+        writeln!(out, "{}", line.trim_end())?;
+    }
+    Ok(rows.len())
+}
+
+/// One table cell: `-` for empty, control characters escaped so that a
+/// record cannot move the terminal's cursor, cut at [`MAX_COLUMN`] chars.
+fn table_cell(s: &str) -> String {
+    if s.is_empty() {
+        return "-".to_string();
+    }
+    let clean: String = s
+        .chars()
+        .flat_map(|c| {
+            let escaped: Vec<char> = if c.is_control() {
+                c.escape_default().collect()
+            } else {
+                vec![c]
+            };
+            escaped
+        })
+        .collect();
+    if clean.chars().count() <= MAX_COLUMN {
+        return clean;
+    }
+    let mut cut: String = clean.chars().take(MAX_COLUMN - 1).collect();
+    cut.push('…');
+    cut
+}
+
+fn write_csv(records: impl Iterator<Item = Value>, out: &mut dyn Write) -> io::Result<usize> {
+    write_csv_row(out, CSV_HEADER.iter().copied())?;
+    let mut n = 0;
+    for rec in records {
+        let peer = rec.get("peer").unwrap_or(&Value::Null);
+        let cert = rec.get("cert").unwrap_or(&Value::Null);
+        let backend = rec.get("backend").unwrap_or(&Value::Null);
+        let fields = [
+            scalar(rec.get("ts")),
+            scalar(rec.get("seq")),
+            scalar(rec.get("id")),
+            scalar(rec.get("host")),
+            scalar(rec.get("kind")),
+            scalar(rec.get("decision")),
+            scalar(rec.get("status")),
+            scalar(rec.get("latency_us")),
+            scalar(rec.get("bot")),
+            scalar(rec.get("secret")),
+            scalar(rec.get("reason")),
+            scalar(peer.get("transport")),
+            scalar(peer.get("addr")),
+            scalar(peer.get("uid")),
+            scalar(peer.get("pid")),
+            scalar(peer.get("exe")),
+            scalar(cert.get("sha256")),
+            scalar(backend.get("path")),
+            scalar(backend.get("version")),
+        ];
+        write_csv_row(out, fields.iter().map(String::as_str))?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// One CSV row, CRLF-terminated as RFC 4180 asks.
+fn write_csv_row<'a>(out: &mut dyn Write, fields: impl Iterator<Item = &'a str>) -> io::Result<()> {
+    let mut line = String::new();
+    for (i, f) in fields.enumerate() {
+        if i > 0 {
+            line.push(',');
+        }
+        line.push_str(&csv_field(f));
+    }
+    line.push_str("\r\n");
+    out.write_all(line.as_bytes())
+}
+
+fn csv_field(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.contains([',', '"', '\r', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\"")).into()
+    } else {
+        s.into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn record(seq: u64, ts: &str, bot: Option<&str>, decision: &str) -> Value {
+        json!({
+            "v": 1, "seq": seq, "ts": ts, "id": format!("r{seq}"), "host": "rpa-01",
+            "kind": "secret.read", "decision": decision, "status": 200, "latency_us": 812,
+            "bot": bot,
+            "cert": {"sha256": "ab".repeat(32), "serial": "01", "not_after": "2027-01-01T00:00:00Z"},
+            "peer": {"transport": "unix", "addr": null, "pid": 42, "uid": 1001, "exe": "/opt/x"},
+            "secret": "erp-db",
+            "backend": {"path": "kv/data/erp", "version": 3, "lease_hmac": null},
+            "reason": null, "bytes": 120, "anomaly": null,
+            "method": "GET", "path": "/v1/secrets/erp-db", "error": null, "detail": null,
+            "prev": null, "mac": "00ff"
+        })
+    }
+
+    fn run(records: Vec<Value>, filter: &Filter, format: Format) -> (usize, String) {
+        let mut out = Vec::new();
+        let n = write(records, filter, format, &mut out).unwrap();
+        (n, String::from_utf8(out).unwrap())
+    }
+
+    #[test]
+    fn empty_filter_matches_everything() {
+        let f = Filter::default();
+        assert!(f.matches(&record(0, "2026-11-27T10:00:00.000000Z", None, "allow")));
+        assert!(f.matches(&json!({})));
+    }
+
+    #[test]
+    fn filter_compares_fields_exactly() {
+        let rec = record(
+            0,
+            "2026-11-27T10:00:00.000000Z",
+            Some("invoice-bot"),
+            "deny",
+        );
+        let f = |f: Filter| f.matches(&rec);
+        assert!(f(Filter {
+            bot: Some("invoice-bot".into()),
+            ..Filter::default()
+        }));
+        assert!(!f(Filter {
+            bot: Some("invoice".into()),
+            ..Filter::default()
+        }));
+        assert!(f(Filter {
+            decision: Some("deny".into()),
+            ..Filter::default()
+        }));
+        assert!(!f(Filter {
+            decision: Some("allow".into()),
+            ..Filter::default()
+        }));
+        assert!(f(Filter {
+            secret: Some("erp-db".into()),
+            kind: Some("secret.read".into()),
+            ..Filter::default()
+        }));
+        assert!(!f(Filter {
+            kind: Some("whoami".into()),
+            ..Filter::default()
+        }));
+    }
+
+    #[test]
+    fn filter_on_bot_skips_records_without_bot() {
+        let rec = record(0, "2026-11-27T10:00:00.000000Z", None, "deny");
+        assert!(!Filter {
+            bot: Some("x".into()),
+            ..Filter::default()
+        }
+        .matches(&rec));
+    }
+
+    #[test]
+    fn since_is_inclusive_and_until_exclusive() {
+        let at = |ts: &str| record(0, ts, Some("b"), "allow");
+        let f = Filter {
+            since: Some(parse_time("2026-11-27T10:00:00Z").unwrap()),
+            until: Some(parse_time("2026-11-27T11:00:00Z").unwrap()),
+            ..Filter::default()
+        };
+        assert!(!f.matches(&at("2026-11-27T09:59:59.999999Z")));
+        assert!(f.matches(&at("2026-11-27T10:00:00.000000Z")));
+        assert!(f.matches(&at("2026-11-27T10:59:59.999999Z")));
+        assert!(!f.matches(&at("2026-11-27T11:00:00.000000Z")));
+    }
+
+    #[test]
+    fn time_bound_rejects_records_with_unreadable_ts() {
+        let f = Filter {
+            since: Some(Timestamp::UNIX_EPOCH),
+            ..Filter::default()
+        };
+        assert!(!f.matches(&record(0, "yesterday", None, "allow")));
+        assert!(!f.matches(&json!({"seq": 1})));
+    }
+
+    #[test]
+    fn parse_time_accepts_rfc3339_offsets_and_dates() {
+        let z = parse_time("2026-11-27T10:00:00Z").unwrap();
+        assert_eq!(parse_time("2026-11-27T12:00:00+02:00").unwrap(), z);
+        assert_eq!(parse_time("2026-11-27T10:00:00.000000Z").unwrap(), z);
+        assert_eq!(
+            parse_time("2026-11-27").unwrap(),
+            parse_time("2026-11-27T00:00:00Z").unwrap()
+        );
+    }
+
+    #[test]
+    fn parse_time_explains_what_it_expects() {
+        for bad in [
+            "",
+            "2026-11-27T10:00:00",
+            "2026-11-27 10:00",
+            "27/11/2026",
+            "2026-13-01",
+            "now",
+        ] {
+            let err = parse_time(bad).unwrap_err();
+            assert!(err.contains("RFC 3339"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn format_parses_its_names() {
+        for f in [Format::Table, Format::Jsonl, Format::Csv, Format::Ocsf] {
+            assert_eq!(f.to_string().parse::<Format>(), Ok(f));
+        }
+        assert!("xml".parse::<Format>().unwrap_err().contains("xml"));
+    }
+
+    #[test]
+    fn table_has_header_and_aligned_columns() {
+        let recs = vec![
+            record(0, "2026-11-27T10:00:00.000000Z", Some("a"), "allow"),
+            record(
+                1,
+                "2026-11-27T10:00:01.000000Z",
+                Some("a-much-longer-bot-name"),
+                "deny",
+            ),
+        ];
+        let (n, text) = run(recs, &Filter::default(), Format::Table);
+        assert_eq!(n, 2);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3);
+        assert!(lines[0].starts_with("TS  "), "{}", lines[0]);
+        for col in TABLE_HEADER {
+            assert!(lines[0].contains(col));
+        }
+        let secret_col = lines[0].find("SECRET").unwrap();
+        assert_eq!(lines[1].find("erp-db"), Some(secret_col));
+        assert_eq!(lines[2].find("erp-db"), Some(secret_col));
+        assert!(lines[1].ends_with("unix uid=1001 pid=42 exe=/opt/x"));
+        assert!(lines[1].contains(" - "), "null reason shows as -");
+    }
+
+    #[test]
+    fn table_cells_are_capped_and_control_chars_escaped() {
+        let long = "x".repeat(100);
+        let cell = table_cell(&long);
+        assert_eq!(cell.chars().count(), MAX_COLUMN);
+        assert!(cell.ends_with('…'));
+        assert_eq!(table_cell("a\u{1b}[2Jb"), "a\\u{1b}[2Jb");
+    }
+
+    #[test]
+    fn peer_label_for_tcp_and_unix() {
+        let tcp = json!({"peer": {"transport": "tcp", "addr": "127.0.0.1:5555", "pid": null, "uid": null, "exe": null}});
+        assert_eq!(peer_label(&tcp), "tcp 127.0.0.1:5555");
+        let unix = record(0, "2026-11-27T10:00:00.000000Z", None, "allow");
+        assert_eq!(peer_label(&unix), "unix uid=1001 pid=42 exe=/opt/x");
+        assert_eq!(peer_label(&json!({"peer": null})), "");
+    }
+
+    #[test]
+    fn csv_quotes_only_when_needed() {
+        assert_eq!(csv_field("plain"), "plain");
+        assert_eq!(csv_field("a,b"), "\"a,b\"");
+        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(csv_field("line\nbreak"), "\"line\nbreak\"");
+        assert_eq!(csv_field("cr\rx"), "\"cr\rx\"");
+        assert_eq!(csv_field(""), "");
+    }
+
+    #[test]
+    fn csv_has_header_and_empty_nulls() {
+        let mut rec = record(7, "2026-11-27T10:00:00.000000Z", Some("b,1"), "allow");
+        rec["peer"]["exe"] = json!("/opt/\"odd\"");
+        let (n, text) = run(vec![rec], &Filter::default(), Format::Csv);
+        assert_eq!(n, 1);
+        let lines: Vec<&str> = text.split("\r\n").collect();
+        assert_eq!(lines[0], CSV_HEADER.join(","));
+        assert_eq!(
+            lines[1],
+            "2026-11-27T10:00:00.000000Z,7,r7,rpa-01,secret.read,allow,200,812,\"b,1\",erp-db,,\
+             unix,,1001,42,\"/opt/\"\"odd\"\"\",abababababababababababababababababababababababababababababababab,kv/data/erp,3"
+        );
+        assert_eq!(lines[2], "");
+    }
+
+    #[test]
+    fn jsonl_writes_the_original_record_and_counts_only_matches() {
+        let recs = vec![
+            record(0, "2026-11-27T10:00:00.000000Z", Some("a"), "allow"),
+            record(1, "2026-11-27T10:00:01.000000Z", Some("b"), "deny"),
+        ];
+        let f = Filter {
+            decision: Some("deny".into()),
+            ..Filter::default()
+        };
+        let (n, text) = run(recs.clone(), &f, Format::Jsonl);
+        assert_eq!(n, 1);
+        let back: Value = serde_json::from_str(text.trim_end()).unwrap();
+        assert_eq!(back, recs[1]);
+    }
+
+    #[test]
+    fn ocsf_writes_one_event_per_line() {
+        let recs = vec![record(0, "2026-11-27T10:00:00.000000Z", Some("a"), "allow")];
+        let (n, text) = run(recs, &Filter::default(), Format::Ocsf);
+        assert_eq!(n, 1);
+        let ev: Value = serde_json::from_str(text.trim_end()).unwrap();
+        assert_eq!(ev["class_uid"], 6003);
+    }
+}

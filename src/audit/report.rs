@@ -1,1 +1,893 @@
-//! (in progress)
+//! `botward audit report --html`: one self-contained HTML page for auditors.
+//!
+//! The page must open offline and be safe to open: no scripts, no external
+//! fonts, images or style sheets, a Content-Security-Policy that forbids
+//! loading anything, and every string taken from a record HTML-escaped.
+//!
+//! Sections: period, hosts and counts; chain status; a summary per bot;
+//! denials and authentication failures; anomalies; then per bot a timeline
+//! (inline SVG) and its latest accesses. Output size is bounded whatever the
+//! log size: tables keep only their latest rows and the timeline aggregates
+//! requests into at most 600 columns per bot.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::fmt::Write as _;
+use std::io::{self, BufWriter, Write};
+
+use jiff::Timestamp;
+use serde_json::Value;
+
+use super::query::{peer_label, record_time, scalar, str_field};
+
+/// Rows kept per bot in its access table (the latest ones).
+const ACCESS_ROWS_PER_BOT: usize = 200;
+/// Rows kept in the denial and anomaly tables (the latest ones).
+const LIST_ROWS: usize = 500;
+/// Time buckets per timeline.
+const BUCKETS: usize = 600;
+
+/// Record kinds that are the server's own events rather than a peer's
+/// request; they do not count as requests of an unidentified peer.
+const SERVER_KINDS: [&str; 5] = [
+    "checkpoint",
+    "server.start",
+    "server.stop",
+    "config.reload",
+    "audit.recovered",
+];
+
+/// The outcome of chain verification, as shown in the report.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChainStatus {
+    /// Short headline, e.g. "intact and sealed".
+    pub verdict: String,
+    /// Free text: which record failed and how, or what was checked.
+    pub detail: String,
+    /// Whether the chain verified.
+    pub ok: bool,
+}
+
+/// Writes the report for `records` (in log order) to `out`.
+pub fn html(records: &[Value], chain: &ChainStatus, out: &mut dyn Write) -> io::Result<()> {
+    let view = View::collect(records);
+    let mut page = String::with_capacity(64 * 1024);
+    view.render(chain, &mut page);
+    let mut out = BufWriter::new(out);
+    out.write_all(page.as_bytes())?;
+    out.flush()
+}
+
+/// The time range the report covers; every timeline shares it.
+#[derive(Clone, Copy)]
+struct Period<'a> {
+    first: (Timestamp, &'a str),
+    last: (Timestamp, &'a str),
+}
+
+/// Requests of one decision in one time bucket: allow, deny, error.
+type Bucket = [u32; 3];
+
+#[derive(Default)]
+struct BotView<'a> {
+    requests: u64,
+    allowed: u64,
+    denied: u64,
+    errors: u64,
+    secrets: BTreeSet<&'a str>,
+    first: Option<&'a str>,
+    last: Option<&'a str>,
+    recent: VecDeque<&'a Value>,
+    omitted: u64,
+    buckets: Vec<Bucket>,
+}
+
+/// Everything the page shows, gathered in two passes over the records.
+struct View<'a> {
+    total: usize,
+    by_decision: [u64; 4],
+    unreadable_ts: u64,
+    hosts: BTreeSet<&'a str>,
+    period: Option<Period<'a>>,
+    bots: BTreeMap<&'a str, BotView<'a>>,
+    unidentified: BotView<'a>,
+    denials: Capped<'a>,
+    anomalies: Capped<'a>,
+}
+
+/// The latest `LIST_ROWS` records of a kind, and how many there were.
+#[derive(Default)]
+struct Capped<'a> {
+    rows: VecDeque<&'a Value>,
+    total: u64,
+}
+
+// === impl View ===
+
+impl<'a> View<'a> {
+    fn collect(records: &'a [Value]) -> View<'a> {
+        let mut view = View {
+            total: records.len(),
+            by_decision: [0; 4],
+            unreadable_ts: 0,
+            hosts: BTreeSet::new(),
+            period: None,
+            bots: BTreeMap::new(),
+            unidentified: BotView::default(),
+            denials: Capped::default(),
+            anomalies: Capped::default(),
+        };
+
+        for rec in records {
+            if let Some(host) = str_field(rec, "host") {
+                view.hosts.insert(host);
+            }
+            let (Some(t), Some(s)) = (record_time(rec), str_field(rec, "ts")) else {
+                view.unreadable_ts += 1;
+                continue;
+            };
+            let p = view.period.get_or_insert(Period {
+                first: (t, s),
+                last: (t, s),
+            });
+            if t < p.first.0 {
+                p.first = (t, s);
+            }
+            if t > p.last.0 {
+                p.last = (t, s);
+            }
+        }
+
+        for rec in records {
+            let decision = str_field(rec, "decision");
+            view.by_decision[decision_index(decision)] += 1;
+            let kind = str_field(rec, "kind").unwrap_or("");
+
+            let bot = match str_field(rec, "bot") {
+                Some(name) => Some(view.bots.entry(name).or_default()),
+                None if SERVER_KINDS.contains(&kind) => None,
+                None => Some(&mut view.unidentified),
+            };
+            if let Some(bot) = bot {
+                bot.add(rec, decision, view.period);
+            }
+
+            let status = rec.get("status").and_then(Value::as_u64);
+            if decision == Some("deny") || kind == "auth.failure" || status == Some(401) {
+                view.denials.push(rec);
+            }
+            if rec.get("anomaly").is_some_and(|a| !a.is_null()) {
+                view.anomalies.push(rec);
+            }
+        }
+        view
+    }
+
+    fn render(&self, chain: &ChainStatus, page: &mut String) {
+        page.push_str(HEAD);
+        self.render_header(page);
+        render_chain(chain, page);
+        self.render_summary(page);
+        self.render_denials(page);
+        self.render_anomalies(page);
+        self.render_bots(page);
+        page.push_str("</main>\n</body>\n</html>\n");
+    }
+
+    fn render_header(&self, page: &mut String) {
+        page.push_str("<header>\n<h1>botward audit report</h1>\n<dl class=\"facts\">\n");
+        let period = match self.period {
+            Some(p) if p.first.0 == p.last.0 => esc(p.first.1),
+            Some(p) => format!("{} &ndash; {}", esc(p.first.1), esc(p.last.1)),
+            None => "no timestamps".to_string(),
+        };
+        let _ = writeln!(
+            page,
+            "<dt>Period (UTC)</dt><dd class=\"mono\">{period}</dd>"
+        );
+        let hosts = if self.hosts.is_empty() {
+            "unknown".to_string()
+        } else {
+            self.hosts
+                .iter()
+                .map(|h| esc(h))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let _ = writeln!(
+            page,
+            "<dt>Host{}</dt><dd>{hosts}</dd>",
+            plural(self.hosts.len())
+        );
+        let [allow, deny, error, other] = self.by_decision;
+        let _ = write!(
+            page,
+            "<dt>Records</dt><dd>{} ({allow} allowed, {deny} denied, {error} errors",
+            self.total
+        );
+        if other > 0 {
+            let _ = write!(page, ", {other} without a known decision");
+        }
+        page.push(')');
+        if self.unreadable_ts > 0 {
+            let _ = write!(
+                page,
+                "; {} with an unreadable timestamp, left out of timelines",
+                self.unreadable_ts
+            );
+        }
+        page.push_str("</dd>\n");
+        let _ = writeln!(
+            page,
+            "<dt>Generated</dt><dd class=\"mono\">{} by botward {}</dd>",
+            Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ"),
+            env!("CARGO_PKG_VERSION")
+        );
+        page.push_str("</dl>\n</header>\n");
+    }
+
+    fn render_summary(&self, page: &mut String) {
+        page.push_str("<section>\n<h2>Bots</h2>\n");
+        if self.bots.is_empty() && self.unidentified.requests == 0 {
+            page.push_str("<p class=\"note\">No bot activity recorded.</p>\n</section>\n");
+            return;
+        }
+        page.push_str(
+            "<table>\n<thead><tr><th>Bot</th><th class=\"num\">Requests</th>\
+             <th class=\"num\">Allowed</th><th class=\"num\">Denied</th>\
+             <th class=\"num\">Errors</th><th class=\"num\">Distinct secrets</th>\
+             <th>First seen</th><th>Last seen</th></tr></thead>\n<tbody>\n",
+        );
+        for (i, (name, bot)) in self.bots.iter().enumerate() {
+            let label = format!("<a href=\"#bot-{i}\">{}</a>", esc(name));
+            bot.render_summary_row(&label, page);
+        }
+        if self.unidentified.requests > 0 {
+            self.unidentified
+                .render_summary_row("<em>unidentified peers</em>", page);
+        }
+        page.push_str("</tbody>\n</table>\n</section>\n");
+    }
+
+    fn render_denials(&self, page: &mut String) {
+        page.push_str("<section>\n<h2>Denials and authentication failures</h2>\n");
+        if self.denials.total == 0 {
+            page.push_str("<p class=\"note\">No denials or authentication failures recorded.</p>\n</section>\n");
+            return;
+        }
+        self.denials.render_omitted(page);
+        page.push_str(
+            "<table>\n<thead><tr><th>Time (UTC)</th><th>Bot</th><th>Kind</th>\
+             <th class=\"num\">Status</th><th>Certificate SHA-256</th><th>Reason</th>\
+             <th>Peer</th></tr></thead>\n<tbody>\n",
+        );
+        for rec in &self.denials.rows {
+            let bot = str_field(rec, "bot").map_or_else(|| "<em>unknown</em>".into(), esc);
+            let cert = rec
+                .get("cert")
+                .and_then(|c| str_field(c, "sha256"))
+                .map_or_else(String::new, |s| esc(&prefix(s, 16)));
+            let _ = writeln!(
+                page,
+                "<tr><td class=\"mono\">{}</td><td class=\"name\">{bot}</td><td class=\"name\">{}</td><td class=\"num\">{}</td>\
+                 <td class=\"mono\">{cert}</td><td>{}</td><td class=\"mono wrap\">{}</td></tr>",
+                esc(&scalar(rec.get("ts"))),
+                esc(&scalar(rec.get("kind"))),
+                esc(&scalar(rec.get("status"))),
+                esc(&scalar(rec.get("reason"))),
+                esc(&peer_label(rec)),
+            );
+        }
+        page.push_str("</tbody>\n</table>\n</section>\n");
+    }
+
+    fn render_anomalies(&self, page: &mut String) {
+        page.push_str("<section>\n<h2>Anomalies</h2>\n");
+        if self.anomalies.total == 0 {
+            page.push_str("<p class=\"note\">No anomalies recorded.</p>\n</section>\n");
+            return;
+        }
+        self.anomalies.render_omitted(page);
+        page.push_str(
+            "<table>\n<thead><tr><th>Time (UTC)</th><th>Bot</th><th class=\"num\">Score</th>\
+             <th>Detectors</th><th>Kind</th><th>Secret</th><th>Decision</th></tr></thead>\n<tbody>\n",
+        );
+        for rec in &self.anomalies.rows {
+            let anomaly = rec.get("anomaly").unwrap_or(&Value::Null);
+            let detectors = match anomaly.get("detectors") {
+                Some(Value::Array(list)) => list
+                    .iter()
+                    .map(|d| esc(&scalar(Some(d))))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                other => esc(&scalar(other)),
+            };
+            let bot = str_field(rec, "bot").map_or_else(|| "<em>unknown</em>".into(), esc);
+            let _ = writeln!(
+                page,
+                "<tr><td class=\"mono\">{}</td><td class=\"name\">{bot}</td><td class=\"num\">{}</td>\
+                 <td>{detectors}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(&scalar(rec.get("ts"))),
+                esc(&scalar(anomaly.get("score"))),
+                esc(&scalar(rec.get("kind"))),
+                esc(&scalar(rec.get("secret"))),
+                decision_badge(str_field(rec, "decision")),
+            );
+        }
+        page.push_str("</tbody>\n</table>\n</section>\n");
+    }
+
+    fn render_bots(&self, page: &mut String) {
+        if self.bots.is_empty() {
+            return;
+        }
+        page.push_str("<section>\n<h2>Access by bot</h2>\n");
+        page.push_str(
+            "<p class=\"legend\"><span class=\"d d-allow\">allow</span> \
+             <span class=\"d d-deny\">deny</span> <span class=\"d d-error\">error</span> \
+             Timelines share the report's period; darker marks mean more requests.</p>\n",
+        );
+        for (i, (name, bot)) in self.bots.iter().enumerate() {
+            let _ = writeln!(page, "<h3 id=\"bot-{i}\">{}</h3>", esc(name));
+            if let Some(period) = self.period {
+                bot.render_timeline(period, page);
+            }
+            bot.render_access(page);
+        }
+        page.push_str("</section>\n");
+    }
+}
+
+// === impl BotView ===
+
+impl<'a> BotView<'a> {
+    fn add(&mut self, rec: &'a Value, decision: Option<&str>, period: Option<Period<'_>>) {
+        self.requests += 1;
+        match decision {
+            Some("allow") => self.allowed += 1,
+            Some("deny") => self.denied += 1,
+            Some("error") => self.errors += 1,
+            _ => {}
+        }
+        if let Some(secret) = str_field(rec, "secret") {
+            self.secrets.insert(secret);
+        }
+        if let Some(ts) = str_field(rec, "ts") {
+            self.first.get_or_insert(ts);
+            self.last = Some(ts);
+        }
+        self.recent.push_back(rec);
+        if self.recent.len() > ACCESS_ROWS_PER_BOT {
+            self.recent.pop_front();
+            self.omitted += 1;
+        }
+
+        let lane = decision_index(decision);
+        if let (Some(period), Some(t), true) = (period, record_time(rec), lane < 3) {
+            if self.buckets.is_empty() {
+                self.buckets = vec![[0; 3]; BUCKETS];
+            }
+            let i = bucket_of(period, t);
+            self.buckets[i][lane] = self.buckets[i][lane].saturating_add(1);
+        }
+    }
+
+    fn render_summary_row(&self, label: &str, page: &mut String) {
+        let _ = writeln!(
+            page,
+            "<tr><td class=\"name\">{label}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>\
+             <td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>\
+             <td class=\"mono\">{}</td><td class=\"mono\">{}</td></tr>",
+            self.requests,
+            self.allowed,
+            self.denied,
+            self.errors,
+            self.secrets.len(),
+            esc(self.first.unwrap_or("")),
+            esc(self.last.unwrap_or("")),
+        );
+    }
+
+    /// Three lanes (allow, deny, error) across the period; one mark per
+    /// non-empty bucket, its opacity growing with the bucket's count.
+    fn render_timeline(&self, period: Period<'_>, page: &mut String) {
+        const WIDTH: f64 = 1180.0;
+        const LEFT: f64 = 52.0;
+        const RIGHT: f64 = 12.0;
+        const LANE: f64 = 14.0;
+        const GAP: f64 = 4.0;
+        const AXIS: f64 = 26.0;
+        let plot = WIDTH - LEFT - RIGHT;
+        let lanes_h = 3.0 * LANE + 2.0 * GAP;
+        let height = lanes_h + AXIS;
+        let bw = plot / BUCKETS as f64;
+        let max = self
+            .buckets
+            .iter()
+            .flat_map(|b| b.iter())
+            .copied()
+            .max()
+            .unwrap_or(0)
+            .max(1) as f64;
+
+        let _ = writeln!(
+            page,
+            "<svg class=\"timeline\" xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {WIDTH} {height}\" \
+             role=\"img\" aria-label=\"Requests over time\">"
+        );
+        for (lane, name) in ["allow", "deny", "error"].iter().enumerate() {
+            let y = lane as f64 * (LANE + GAP);
+            let _ = writeln!(
+                page,
+                "<text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{name}</text>\
+                 <rect class=\"lane\" x=\"{LEFT}\" y=\"{y}\" width=\"{plot}\" height=\"{LANE}\"/>",
+                LEFT - 6.0,
+                y + LANE - 3.0,
+            );
+        }
+        for (i, bucket) in self.buckets.iter().enumerate() {
+            for (lane, &count) in bucket.iter().enumerate() {
+                if count == 0 {
+                    continue;
+                }
+                let x = LEFT + i as f64 * bw;
+                let y = lane as f64 * (LANE + GAP);
+                let opacity = 0.35 + 0.65 * (count as f64 / max).sqrt();
+                let start = bucket_start(period, i).strftime("%Y-%m-%d %H:%M:%S");
+                let _ = writeln!(
+                    page,
+                    "<rect class=\"m{lane}\" x=\"{x:.1}\" y=\"{y}\" width=\"{:.1}\" height=\"{LANE}\" \
+                     fill-opacity=\"{opacity:.2}\"><title>{count} {} from {start}Z</title></rect>",
+                    bw.max(2.0),
+                    ["allow", "deny", "error"][lane],
+                );
+            }
+        }
+        let axis_y = lanes_h + 4.0;
+        let _ = writeln!(
+            page,
+            "<line class=\"axis\" x1=\"{LEFT}\" y1=\"{axis_y}\" x2=\"{}\" y2=\"{axis_y}\"/>",
+            LEFT + plot
+        );
+        let first_us = period.first.0.as_microsecond();
+        let span_us = (period.last.0.as_microsecond() - first_us).max(1) as f64;
+        let (step, fmt) = tick_step(period);
+        let mut tick = period.first.0.as_second().div_euclid(step) * step;
+        if tick < period.first.0.as_second() {
+            tick += step;
+        }
+        if tick > period.last.0.as_second() {
+            // A period shorter than a second: label its start only.
+            let _ = writeln!(
+                page,
+                "<text x=\"{LEFT}\" y=\"{:.1}\">{}</text>",
+                axis_y + 17.0,
+                period.first.0.strftime("%Y-%m-%d %H:%M:%S"),
+            );
+        }
+        while tick <= period.last.0.as_second() {
+            let Ok(t) = Timestamp::from_second(tick) else {
+                break;
+            };
+            let x = LEFT + (t.as_microsecond() - first_us) as f64 / span_us * plot;
+            let anchor = if x < LEFT + 40.0 {
+                "start"
+            } else if x > LEFT + plot - 40.0 {
+                "end"
+            } else {
+                "middle"
+            };
+            let _ = writeln!(
+                page,
+                "<line class=\"axis\" x1=\"{x:.1}\" y1=\"{axis_y}\" x2=\"{x:.1}\" y2=\"{:.1}\"/>\
+                 <text x=\"{x:.1}\" y=\"{:.1}\" text-anchor=\"{anchor}\">{}</text>",
+                axis_y + 4.0,
+                axis_y + 17.0,
+                t.strftime(fmt),
+            );
+            tick += step;
+        }
+        page.push_str("</svg>\n");
+    }
+
+    fn render_access(&self, page: &mut String) {
+        if self.omitted > 0 {
+            let _ = writeln!(
+                page,
+                "<p class=\"note\">Showing the latest {} of {} records; {} earlier records omitted.</p>",
+                self.recent.len(),
+                self.requests,
+                self.omitted
+            );
+        }
+        page.push_str(
+            "<table>\n<thead><tr><th>Time (UTC)</th><th>Kind</th><th>Secret</th>\
+             <th>Decision</th><th class=\"num\">Status</th><th>Reason</th>\
+             <th>Process</th></tr></thead>\n<tbody>\n",
+        );
+        for rec in &self.recent {
+            let _ = writeln!(
+                page,
+                "<tr><td class=\"mono\">{}</td><td>{}</td><td>{}</td><td>{}</td>\
+                 <td class=\"num\">{}</td><td>{}</td><td class=\"mono wrap\">{}</td></tr>",
+                esc(&scalar(rec.get("ts"))),
+                esc(&scalar(rec.get("kind"))),
+                esc(&scalar(rec.get("secret"))),
+                decision_badge(str_field(rec, "decision")),
+                esc(&scalar(rec.get("status"))),
+                esc(&scalar(rec.get("reason"))),
+                esc(&peer_label(rec)),
+            );
+        }
+        page.push_str("</tbody>\n</table>\n");
+    }
+}
+
+// === impl Capped ===
+
+impl<'a> Capped<'a> {
+    fn push(&mut self, rec: &'a Value) {
+        self.total += 1;
+        self.rows.push_back(rec);
+        if self.rows.len() > LIST_ROWS {
+            self.rows.pop_front();
+        }
+    }
+
+    fn render_omitted(&self, page: &mut String) {
+        let omitted = self.total - self.rows.len() as u64;
+        if omitted > 0 {
+            let _ = writeln!(
+                page,
+                "<p class=\"note\">Showing the latest {} of {}; {omitted} earlier omitted.</p>",
+                self.rows.len(),
+                self.total
+            );
+        }
+    }
+}
+
+fn render_chain(chain: &ChainStatus, page: &mut String) {
+    let (class, mark) = if chain.ok {
+        ("ok", "&#10003;")
+    } else {
+        ("bad", "&#10007;")
+    };
+    let _ = writeln!(
+        page,
+        "<section class=\"chain {class}\">\n<h2>Chain integrity</h2>\n\
+         <p class=\"verdict\">{mark} {}</p>\n<p class=\"detail\">{}</p>\n</section>",
+        esc(&chain.verdict),
+        esc(&chain.detail),
+    );
+}
+
+/// Index of a decision: allow 0, deny 1, error 2, anything else 3.
+fn decision_index(decision: Option<&str>) -> usize {
+    match decision {
+        Some("allow") => 0,
+        Some("deny") => 1,
+        Some("error") => 2,
+        _ => 3,
+    }
+}
+
+fn decision_badge(decision: Option<&str>) -> String {
+    let class = ["allow", "deny", "error", "other"][decision_index(decision)];
+    format!(
+        "<span class=\"d d-{class}\">{}</span>",
+        esc(decision.unwrap_or("?"))
+    )
+}
+
+fn bucket_of(period: Period<'_>, t: Timestamp) -> usize {
+    let start = period.first.0.as_microsecond() as i128;
+    let span = period.last.0.as_microsecond() as i128 - start + 1;
+    let offset = (t.as_microsecond() as i128 - start).clamp(0, span - 1);
+    (offset * BUCKETS as i128 / span) as usize
+}
+
+fn bucket_start(period: Period<'_>, i: usize) -> Timestamp {
+    tick_time(period, i as f64 / BUCKETS as f64)
+}
+
+/// A round tick interval, in seconds, giving at most seven ticks over the
+/// period, and the label format that suits it. Ticks fall on multiples of the
+/// interval since the epoch, so daily ticks sit on UTC midnight.
+fn tick_step(period: Period<'_>) -> (i64, &'static str) {
+    const STEPS: [i64; 22] = [
+        1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1_800, 3_600, 7_200, 10_800, 21_600, 43_200,
+        86_400, 172_800, 604_800, 2_592_000, 31_536_000,
+    ];
+    let span = (period.last.0.as_second() - period.first.0.as_second()).max(1);
+    let step = STEPS
+        .iter()
+        .copied()
+        .find(|s| span / s < 7)
+        .unwrap_or(31_536_000);
+    let fmt = if step >= 86_400 {
+        "%Y-%m-%d"
+    } else if span >= 86_400 {
+        "%m-%d %H:%M"
+    } else if step >= 60 {
+        "%H:%M"
+    } else {
+        "%H:%M:%S"
+    };
+    (step, fmt)
+}
+
+fn tick_time(period: Period<'_>, frac: f64) -> Timestamp {
+    let start = period.first.0.as_microsecond();
+    let span = (period.last.0.as_microsecond() - start) as f64;
+    Timestamp::from_microsecond(start + (span * frac) as i64).unwrap_or(period.first.0)
+}
+
+/// The first `n` characters of `s`, with an ellipsis if cut.
+fn prefix(s: &str, n: usize) -> String {
+    match s.char_indices().nth(n) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_string(),
+    }
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
+}
+
+/// HTML-escapes text for element content and quoted attribute values.
+fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+const HEAD: &str = r#"<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="generator" content="botward">
+<title>botward audit report</title>
+<style>
+:root { --ok: #1a7f37; --deny: #d4720b; --err: #cf222e; --line: #d0d7de; --muted: #57606a; }
+* { box-sizing: border-box; }
+body { margin: 0; background: #f6f8fa; color: #1f2328; font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif; }
+main { max-width: 1240px; margin: 0 auto; padding: 24px 32px 48px; background: #fff; min-height: 100vh; }
+h1 { font-size: 24px; margin: 0 0 12px; }
+h2 { font-size: 18px; margin: 32px 0 10px; padding-bottom: 4px; border-bottom: 1px solid var(--line); }
+h3 { font-size: 15px; margin: 28px 0 6px; }
+a { color: #0969da; text-decoration: none; }
+dl.facts { display: grid; grid-template-columns: max-content 1fr; gap: 4px 18px; margin: 0; }
+dl.facts dt { color: var(--muted); }
+dl.facts dd { margin: 0; }
+table { border-collapse: collapse; width: 100%; margin: 6px 0 12px; }
+th, td { border: 1px solid var(--line); padding: 4px 8px; text-align: left; vertical-align: top; }
+th { background: #f6f8fa; font-weight: 600; white-space: nowrap; }
+tbody tr:nth-child(even) { background: #fafbfc; }
+.num { text-align: right; font-variant-numeric: tabular-nums; }
+.mono { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, "Liberation Mono", monospace; font-size: 12.5px; white-space: nowrap; }
+.wrap { white-space: normal; overflow-wrap: anywhere; }
+.name { white-space: nowrap; }
+.note { color: var(--muted); font-style: italic; margin: 6px 0; }
+.legend { color: var(--muted); }
+.d { display: inline-block; padding: 0 7px; border-radius: 9px; color: #fff; font-size: 12px; font-weight: 600; }
+.d-allow { background: var(--ok); }
+.d-deny { background: var(--deny); }
+.d-error { background: var(--err); }
+.d-other { background: #6e7781; }
+.chain { margin: 24px 0; padding: 10px 18px 12px; border: 2px solid; border-radius: 6px; }
+.chain h2 { margin: 0 0 6px; border: 0; padding: 0; font-size: 15px; color: var(--muted); }
+.chain.ok { border-color: var(--ok); background: #dafbe1; }
+.chain.bad { border-color: var(--err); background: #ffebe9; }
+.chain .verdict { margin: 0 0 4px; font-size: 19px; font-weight: 700; }
+.chain.ok .verdict { color: var(--ok); }
+.chain.bad .verdict { color: var(--err); }
+.chain .detail { margin: 0; white-space: pre-wrap; word-break: break-word; }
+svg.timeline { display: block; width: 100%; height: auto; margin: 4px 0 10px; }
+svg.timeline text { font-size: 11px; fill: var(--muted); }
+svg.timeline .lane { fill: #f3f4f6; }
+svg.timeline .axis { stroke: #8c959f; stroke-width: 1; }
+svg.timeline .m0 { fill: var(--ok); }
+svg.timeline .m1 { fill: var(--deny); }
+svg.timeline .m2 { fill: var(--err); }
+@media print { body { background: #fff; } main { padding: 0; } }
+</style>
+</head>
+<body>
+<main>
+"#;
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn record(seq: u64, ts: &str, bot: Option<&str>, decision: &str) -> Value {
+        json!({
+            "v": 1, "seq": seq, "ts": ts, "id": format!("r{seq}"), "host": "rpa-01",
+            "kind": "secret.read", "decision": decision,
+            "status": if decision == "allow" { 200 } else { 403 }, "latency_us": 900,
+            "bot": bot,
+            "cert": {"sha256": "ab".repeat(32), "serial": "01", "not_after": "2027-01-01T00:00:00Z"},
+            "peer": {"transport": "unix", "addr": null, "pid": 42, "uid": 1001, "exe": "/opt/rpa/runner"},
+            "secret": "erp-db", "backend": null,
+            "reason": if decision == "deny" { json!("not_granted") } else { Value::Null },
+            "bytes": null, "anomaly": null, "prev": null, "mac": null
+        })
+    }
+
+    fn ok_chain() -> ChainStatus {
+        ChainStatus {
+            verdict: "intact and sealed".into(),
+            detail: "1 file, 3 records, last checkpoint at seq 2".into(),
+            ok: true,
+        }
+    }
+
+    fn render(records: &[Value], chain: &ChainStatus) -> String {
+        let mut out = Vec::new();
+        html(records, chain, &mut out).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    fn sample() -> Vec<Value> {
+        vec![
+            record(
+                0,
+                "2026-11-27T08:00:00.000000Z",
+                Some("invoice-bot"),
+                "allow",
+            ),
+            record(1, "2026-11-27T09:00:00.000000Z", Some("<b>"), "deny"),
+            record(2, "2026-11-27T10:00:00.000000Z", None, "deny"),
+        ]
+    }
+
+    #[test]
+    fn report_has_no_script_and_shows_the_verdict() {
+        let page = render(&sample(), &ok_chain());
+        assert!(!page.to_ascii_lowercase().contains("<script"));
+        assert!(page.contains("intact and sealed"));
+        assert!(page.contains("class=\"chain ok\""));
+        assert!(page.contains("<svg"));
+        assert!(page.starts_with("<!DOCTYPE html>"));
+        assert!(page.trim_end().ends_with("</html>"));
+    }
+
+    #[test]
+    fn report_escapes_strings_from_records() {
+        let mut recs = sample();
+        recs[0]["reason"] = json!("x' onmouseover='y");
+        recs[0]["peer"]["exe"] = json!("/tmp/<script>alert(1)</script>");
+        let page = render(&recs, &ok_chain());
+        assert!(page.contains("&lt;b&gt;"));
+        assert!(!page.contains("<b>"));
+        assert!(page.contains("x&#39; onmouseover=&#39;y"));
+        assert!(!page.to_ascii_lowercase().contains("<script"));
+    }
+
+    #[test]
+    fn broken_chain_is_shown_in_red_and_escaped() {
+        let chain = ChainStatus {
+            verdict: "tampered".into(),
+            detail: "audit.log line 7 (seq 6): edit <mac mismatch>".into(),
+            ok: false,
+        };
+        let page = render(&sample(), &chain);
+        assert!(page.contains("class=\"chain bad\""));
+        assert!(page.contains("tampered"));
+        assert!(page.contains("edit &lt;mac mismatch&gt;"));
+    }
+
+    #[test]
+    fn summary_counts_per_bot_and_unknown_denials() {
+        let page = render(&sample(), &ok_chain());
+        assert!(page.contains("unidentified peers"));
+        assert!(page.contains("<em>unknown</em>"));
+        assert!(page.contains("not_granted"));
+        assert!(page.contains("abababababababab…"));
+        assert!(page.contains("2026-11-27T08:00:00.000000Z &ndash; 2026-11-27T10:00:00.000000Z"));
+    }
+
+    #[test]
+    fn anomalies_are_listed_or_said_to_be_absent() {
+        let mut recs = sample();
+        assert!(render(&recs, &ok_chain()).contains("No anomalies recorded."));
+        recs[0]["anomaly"] = json!({"score": 87.5, "detectors": ["off_schedule", "new_source"]});
+        let page = render(&recs, &ok_chain());
+        assert!(!page.contains("No anomalies recorded."));
+        assert!(page.contains("off_schedule, new_source"));
+        assert!(page.contains("87.5"));
+    }
+
+    #[test]
+    fn access_table_keeps_only_the_latest_rows() {
+        let recs: Vec<Value> = (0..ACCESS_ROWS_PER_BOT as u64 + 50)
+            .map(|i| {
+                let ts = format!("2026-11-27T10:{:02}:{:02}.000000Z", i / 60, i % 60);
+                record(i, &ts, Some("busy-bot"), "allow")
+            })
+            .collect();
+        let page = render(&recs, &ok_chain());
+        assert!(page.contains("50 earlier records omitted"));
+        assert!(!page.contains("2026-11-27T10:00:49.000000Z"));
+        assert!(page.contains("2026-11-27T10:00:50.000000Z"));
+    }
+
+    #[test]
+    fn timeline_stays_small_for_many_records() {
+        let recs: Vec<Value> = (0..20_000u64)
+            .map(|i| {
+                let t = Timestamp::from_second(1_795_000_000 + i as i64 * 7).unwrap();
+                let ts = t.strftime("%Y-%m-%dT%H:%M:%S.000000Z").to_string();
+                record(
+                    i,
+                    &ts,
+                    Some("b"),
+                    ["allow", "deny", "error"][(i % 3) as usize],
+                )
+            })
+            .collect();
+        let page = render(&recs, &ok_chain());
+        let svg_marks = page.matches("<rect class=\"m").count();
+        assert!(svg_marks <= 3 * BUCKETS, "{svg_marks} marks");
+        assert!(page.len() < 2_000_000, "{} bytes", page.len());
+    }
+
+    #[test]
+    fn empty_log_still_renders() {
+        let page = render(&[], &ok_chain());
+        assert!(page.contains("No bot activity recorded."));
+        assert!(page.contains("No anomalies recorded."));
+        assert!(page.contains("</html>"));
+    }
+
+    #[test]
+    fn buckets_cover_the_period() {
+        let first = Timestamp::from_second(1_000).unwrap();
+        let last = Timestamp::from_second(2_000).unwrap();
+        let p = Period {
+            first: (first, ""),
+            last: (last, ""),
+        };
+        assert_eq!(bucket_of(p, first), 0);
+        assert_eq!(bucket_of(p, last), BUCKETS - 1);
+        let single = Period {
+            first: (first, ""),
+            last: (first, ""),
+        };
+        assert_eq!(bucket_of(single, first), 0);
+    }
+
+    #[test]
+    fn ticks_are_round_and_few() {
+        let p = |a: i64, b: i64| Period {
+            first: (Timestamp::from_second(a).unwrap(), ""),
+            last: (Timestamp::from_second(b).unwrap(), ""),
+        };
+        assert_eq!(tick_step(p(0, 3 * 86_400)), (43_200, "%m-%d %H:%M"));
+        assert_eq!(tick_step(p(0, 30 * 86_400)), (604_800, "%Y-%m-%d"));
+        assert_eq!(tick_step(p(0, 3_000)), (600, "%H:%M"));
+        assert_eq!(tick_step(p(5, 5)), (1, "%H:%M:%S"));
+    }
+
+    #[test]
+    fn esc_covers_the_five_characters() {
+        assert_eq!(esc("&<>\"'x"), "&amp;&lt;&gt;&quot;&#39;x");
+    }
+}

@@ -2,7 +2,6 @@
 //! checkpoint signatures (with the public key) across rotated files.
 
 use std::borrow::Cow;
-use std::collections::HashSet;
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -138,8 +137,7 @@ pub fn verify(files: &[PathBuf], keys: &Keys) -> io::Result<Report> {
         },
     };
     for (i, f) in files.iter().enumerate() {
-        let data = std::fs::read(f)?;
-        if let Err(t) = v.file(f, &data, i + 1 == files.len()) {
+        if let Err(t) = v.file(f, i + 1 == files.len())? {
             v.report.outcome = t;
             return Ok(v.report);
         }
@@ -172,36 +170,54 @@ struct Verifier<'k> {
 }
 
 impl Verifier<'_> {
-    fn file(&mut self, path: &Path, data: &[u8], is_last: bool) -> Result<(), Outcome> {
-        let mut lines: Vec<&[u8]> = data.split(|b| *b == b'\n').collect();
-        if lines.last().is_some_and(|l| l.is_empty()) {
-            lines.pop();
-        } else if data.last().is_some_and(|b| *b != b'\n') {
-            // A torn last line: a crash mid-write. Only the live file may end
-            // so; the next start cuts it off and records `audit.recovered`.
-            if is_last {
-                lines.pop();
-                self.torn = true;
+    /// Streams one file, line by line: memory stays bounded by the longest
+    /// line, whatever the size of the log.
+    fn file(&mut self, path: &Path, is_last: bool) -> io::Result<Result<(), Outcome>> {
+        use std::io::BufRead;
+        let mut reader = io::BufReader::with_capacity(1 << 20, std::fs::File::open(path)?);
+        let mut line = Vec::with_capacity(4096);
+        let mut line_no = 0;
+        loop {
+            line.clear();
+            if reader.read_until(b'\n', &mut line)? == 0 {
+                return Ok(Ok(()));
+            }
+            line_no += 1;
+            if line.last() == Some(&b'\n') {
+                line.pop();
             } else {
-                return Err(self.tampered(
+                // A torn last line: a crash mid-write. Only the live file may
+                // end so; the next start cuts it off and records
+                // `audit.recovered`.
+                if is_last {
+                    self.torn = true;
+                    return Ok(Ok(()));
+                }
+                return Ok(Err(self.tampered(
                     path,
-                    lines.len(),
+                    line_no,
                     None,
                     Damage::Edited,
                     "a rotated file ends in a torn line".into(),
-                ));
+                )));
+            }
+            if let Err(t) = self.record(path, line_no, &line) {
+                return Ok(Err(t));
             }
         }
-        // Sequence numbers present in this file, to tell a reorder from a
-        // deletion.
-        let seqs: HashSet<u64> = lines
-            .iter()
-            .filter_map(|l| serde_json::from_slice::<Light<'_>>(l).ok().map(|r| r.seq))
-            .collect();
-        for (i, line) in lines.iter().enumerate() {
-            self.record(path, i + 1, line, &seqs)?;
-        }
-        Ok(())
+    }
+
+    /// Whether a record with `seq` comes later in the file: tells a reorder
+    /// from a deletion. Only read when something is already wrong.
+    fn appears_later(path: &Path, seq: u64) -> bool {
+        use std::io::BufRead;
+        let Ok(f) = std::fs::File::open(path) else {
+            return false;
+        };
+        io::BufReader::new(f)
+            .split(b'\n')
+            .map_while(Result::ok)
+            .any(|l| serde_json::from_slice::<Light<'_>>(&l).is_ok_and(|r| r.seq == seq))
     }
 
     fn tampered(
@@ -221,13 +237,7 @@ impl Verifier<'_> {
         }
     }
 
-    fn record(
-        &mut self,
-        path: &Path,
-        line_no: usize,
-        line: &[u8],
-        seqs: &HashSet<u64>,
-    ) -> Result<(), Outcome> {
+    fn record(&mut self, path: &Path, line_no: usize, line: &[u8]) -> Result<(), Outcome> {
         let Some((canonical, hash_hex, mac_hex)) = chain::split_line(line) else {
             return Err(self.tampered(
                 path,
@@ -268,7 +278,7 @@ impl Verifier<'_> {
                 ));
             }
             Some(e) if rec.seq > e => {
-                let (damage, detail) = if seqs.contains(&e) {
+                let (damage, detail) = if Self::appears_later(path, e) {
                     (
                         Damage::Reordered,
                         format!("seq {} appears before seq {e}", rec.seq),

@@ -19,6 +19,7 @@ use serde_json::Value;
 use crate::audit::{Backend, Decision, Record};
 use crate::config::{is_valid_name, Config};
 use crate::error::ApiError;
+use crate::leases::Held;
 use crate::policy::{self, DenyReason};
 use crate::secret::WipedBuf;
 use crate::server::{Conn, Runtime, Shared};
@@ -35,6 +36,8 @@ const MAX_LOGGED_PATH: usize = 256;
 #[derive(Debug, PartialEq, Eq)]
 enum Route {
     Secret { name: String, field: Option<String> },
+    Release { lease: String },
+    Renew { lease: String },
     Whoami,
     Health,
 }
@@ -43,7 +46,12 @@ enum Route {
 enum Reply {
     Json(WipedBuf),
     Text(WipedBuf),
+    /// 204, for a released lease.
+    Empty,
 }
+
+/// Longest lease ID accepted.
+const MAX_LEASE_LEN: usize = 512;
 
 /// Serves one request.
 pub async fn handle(
@@ -57,6 +65,8 @@ pub async fn handle(
     let route = parse(req.method(), req.uri());
     let kind = match &route {
         Ok(Route::Secret { .. }) => "secret.read",
+        Ok(Route::Release { .. }) => "lease.release",
+        Ok(Route::Renew { .. }) => "lease.renew",
         Ok(Route::Whoami) => "whoami",
         Ok(Route::Health) => "health",
         Err(_) => "request",
@@ -72,14 +82,20 @@ pub async fn handle(
     }
     drop(req);
 
+    let mut issued = None;
     let result = match route {
         Err(e) => authenticate(&conn, &rt.config).and(Err(e)),
-        Ok(route) => serve(route, &conn, &rt, &mut rec, &id).await,
+        Ok(route) => serve(route, &conn, &rt, &shared, &mut rec, &id, &mut issued).await,
     };
     let (status, reply) = match result {
         Ok(reply) => {
             rec.decision = Decision::Allow;
-            (StatusCode::OK, reply)
+            let status = if matches!(reply, Reply::Empty) {
+                StatusCode::NO_CONTENT
+            } else {
+                StatusCode::OK
+            };
+            (status, reply)
         }
         Err(err) => {
             rec.decision = if err.is_denial() {
@@ -96,13 +112,18 @@ pub async fn handle(
     };
     let body_len = match &reply {
         Reply::Json(b) | Reply::Text(b) => b.len(),
+        Reply::Empty => 0,
     };
     rec.status = status.as_u16();
     rec.bytes = Some(body_len as u64);
     rec.latency_us = started.elapsed().as_micros() as u64;
     if shared.audit.write(rec).await.is_err() {
-        // Fail closed: the reply, and any secret in it, is wiped unsent.
+        // Fail closed: the reply, and any secret in it, is wiped unsent,
+        // and a lease issued for it is revoked.
         drop(reply);
+        if let Some(lease) = issued {
+            shared.revoke_held(&lease, "audit_unavailable").await;
+        }
         let err = ApiError::AuditUnavailable;
         return Ok(respond(
             err.status(),
@@ -126,17 +147,42 @@ fn authenticate<'c>(
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn serve(
     route: Route,
     conn: &Conn,
     rt: &Runtime,
+    shared: &Shared,
     rec: &mut Record,
     id: &str,
+    issued: &mut Option<Held>,
 ) -> Result<Reply, ApiError> {
     let bot = authenticate(conn, &rt.config)?;
-    let request = match &route {
-        Route::Secret { name, .. } => policy::Request::Secret(name),
-        Route::Whoami | Route::Health => policy::Request::Metadata,
+    // A lease is found before the decision: renewing it is judged like
+    // reading its secret again.
+    let held = match &route {
+        Route::Release { lease } | Route::Renew { lease } => {
+            rec.backend = Some(Backend {
+                path: lease_prefix(lease),
+                version: None,
+                lease_hmac: Some(rt.lease_hmac(lease)),
+            });
+            let h = shared
+                .leases
+                .get(lease)
+                .ok_or(ApiError::NotFound("no_lease"))?;
+            rec.secret = Some(h.secret.clone());
+            if !crate::secret::constant_time_eq(h.bot.as_bytes(), bot.name.as_bytes()) {
+                return Err(ApiError::Forbidden("lease_not_owned"));
+            }
+            Some(h)
+        }
+        _ => None,
+    };
+    let request = match (&route, &held) {
+        (Route::Secret { name, .. }, _) => policy::Request::Secret(name),
+        (Route::Renew { .. }, Some(h)) => policy::Request::Secret(&h.secret),
+        _ => policy::Request::Metadata,
     };
     let cx = policy::Context {
         now: jiff::Timestamp::now(),
@@ -146,6 +192,47 @@ async fn serve(
         return Err(denied(reason));
     }
     match route {
+        Route::Release { .. } => {
+            let h = held.ok_or(ApiError::NotFound("no_lease"))?;
+            rt.vault.revoke_lease(&h.id).await?;
+            if let Err(e) = shared.leases.remove(&h.id) {
+                tracing::warn!(error = %e, "Lease revoked but the ledger could not be updated");
+            }
+            Ok(Reply::Empty)
+        }
+        Route::Renew { .. } => {
+            let h = held.ok_or(ApiError::NotFound("no_lease"))?;
+            let def = rt
+                .config
+                .secret(&h.secret)
+                .ok_or(ApiError::Forbidden("not_granted"))?;
+            if !def.renew || !h.renewable {
+                return Err(ApiError::Forbidden("renew_not_allowed"));
+            }
+            let now = jiff::Timestamp::now();
+            let remaining = h
+                .max_until
+                .map(|m| (m.as_second() - now.as_second()).max(0) as u64);
+            if remaining == Some(0) {
+                return Err(ApiError::Forbidden("max_use_reached"));
+            }
+            let asked = (h.expires.as_second() - h.issued.as_second()).max(1) as u64;
+            let increment = remaining.map_or(asked, |r| r.min(asked));
+            let info = rt.vault.renew_lease(&h.id, increment).await?;
+            let ttl = remaining.map_or(info.ttl_seconds, |r| r.min(info.ttl_seconds));
+            let renewed = Held {
+                expires: now + jiff::SignedDuration::from_secs(info.ttl_seconds as i64),
+                ..h
+            };
+            if let Err(e) = shared.leases.update(renewed.clone()) {
+                tracing::warn!(error = %e, "Lease renewed but the ledger could not be updated");
+            }
+            let body = serde_json::json!({
+                "lease": {"id": renewed.id, "ttl_seconds": ttl, "renewable": remaining.is_none_or(|r| r > ttl)},
+                "request_id": id,
+            });
+            Ok(Reply::Json(json(&body, 256 + renewed.id.len())))
+        }
         Route::Whoami => {
             #[derive(Serialize)]
             struct Whoami<'a> {
@@ -185,10 +272,37 @@ async fn serve(
                 version: None,
                 lease_hmac: None,
             });
-            let fetched = rt.vault.read(def).await?;
+            let mut fetched = rt.vault.read(def).await?;
             if let Some(b) = rec.backend.as_mut() {
                 b.version = fetched.version;
                 b.lease_hmac = fetched.lease.as_ref().map(|l| rt.lease_hmac(&l.id));
+            }
+            if let Some(lease) = fetched.lease.as_mut() {
+                // Track it before anyone sees it: if it cannot be recorded,
+                // it cannot be revoked later, so it is revoked now.
+                let now = jiff::Timestamp::now();
+                let max_until = def
+                    .max_use
+                    .map(|m| now + jiff::SignedDuration::from_secs(m.as_secs() as i64));
+                let held = Held {
+                    id: lease.id.clone(),
+                    bot: bot.name.clone(),
+                    secret: name.clone(),
+                    issued: now,
+                    expires: now + jiff::SignedDuration::from_secs(lease.ttl_seconds as i64),
+                    max_until,
+                    renewable: lease.renewable,
+                };
+                if let Some(m) = def.max_use {
+                    lease.ttl_seconds = lease.ttl_seconds.min(m.as_secs());
+                }
+                lease.renewable = lease.renewable && def.renew;
+                if let Err(e) = shared.leases.insert(held.clone()) {
+                    tracing::error!(error = %e, "Cannot record a lease in the ledger; revoking it");
+                    let _ = rt.vault.revoke_lease(&held.id).await;
+                    return Err(ApiError::AuditUnavailable);
+                }
+                *issued = Some(held);
             }
             if let Some(field) = field {
                 return fetched
@@ -234,6 +348,15 @@ async fn serve(
     }
 }
 
+/// The part of a lease ID before its random suffix: the Vault path it came
+/// from, which may be logged.
+fn lease_prefix(lease: &str) -> String {
+    match lease.rsplit_once('/') {
+        Some((prefix, _)) => prefix.to_owned(),
+        None => String::new(),
+    }
+}
+
 fn denied(reason: DenyReason) -> ApiError {
     match reason {
         DenyReason::UnknownBot => ApiError::Unauthenticated("unknown_bot"),
@@ -259,6 +382,24 @@ fn parse(method: &Method, uri: &hyper::Uri) -> Result<Route, ApiError> {
         )),
         "/v1/whoami" => get_only(Route::Whoami),
         "/v1/health" => get_only(Route::Health),
+        _ if path.starts_with("/v1/leases/") => {
+            if query.is_some() {
+                return Err(ApiError::BadRequest(
+                    "this endpoint takes no query parameters".into(),
+                ));
+            }
+            let rest = &path["/v1/leases/".len()..];
+            let (raw, renew) = match rest.strip_suffix("/renew") {
+                Some(r) if method == Method::POST => (r, true),
+                _ => (rest, false),
+            };
+            let lease = decode_lease_id(raw)?;
+            match (renew, method) {
+                (true, _) => Ok(Route::Renew { lease }),
+                (false, &Method::DELETE) => Ok(Route::Release { lease }),
+                _ => Err(ApiError::MethodNotAllowed),
+            }
+        }
         _ => {
             let Some(name) = path.strip_prefix("/v1/secrets/") else {
                 return Err(ApiError::NotFound("no_route"));
@@ -295,8 +436,37 @@ fn parse(method: &Method, uri: &hyper::Uri) -> Result<Route, ApiError> {
     }
 }
 
+/// A lease ID from the path: Vault's IDs contain slashes, which may come
+/// raw or as `%2F`. Nothing else is decoded; the alphabet is Vault's.
+fn decode_lease_id(raw: &str) -> Result<String, ApiError> {
+    let id = raw.replace("%2F", "/").replace("%2f", "/");
+    let ok = !id.is_empty()
+        && id.len() <= MAX_LEASE_LEN
+        && id
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'/' | b'.' | b'_' | b'-'))
+        && !id
+            .split('/')
+            .any(|seg| seg.is_empty() || seg == "." || seg == "..");
+    if ok {
+        Ok(id)
+    } else {
+        Err(ApiError::BadRequest(
+            "lease IDs are Vault lease IDs: letters, digits, '/', '.', '_' and '-'".into(),
+        ))
+    }
+}
+
 fn respond(status: StatusCode, reply: Reply, id: &str) -> Response<Body> {
     let (ctype, buf) = match reply {
+        Reply::Empty => {
+            let mut resp = Response::new(Full::new(Bytes::new()));
+            *resp.status_mut() = status;
+            if let Ok(v) = HeaderValue::from_str(id) {
+                resp.headers_mut().insert("x-request-id", v);
+            }
+            return resp;
+        }
         Reply::Json(b) => ("application/json", b),
         Reply::Text(b) => ("text/plain; charset=utf-8", b),
     };

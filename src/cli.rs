@@ -47,6 +47,18 @@ pub enum Command {
         #[command(flatten)]
         conn: ConnArgs,
     },
+    /// Run a command with secrets in its environment only; release every
+    /// lease when it exits.
+    Exec {
+        /// VAR=NAME or VAR=NAME#field; repeat for more.
+        #[arg(long = "env", value_name = "VAR=NAME[#field]", required = true)]
+        env: Vec<String>,
+        #[command(flatten)]
+        conn: ConnArgs,
+        /// The command and its arguments, after `--`.
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
     /// Development CA and certificates.
     Certs {
         #[command(subcommand)]
@@ -174,6 +186,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Get { name, field, conn } => {
             runtime().block_on(get(&name, field.as_deref(), conn))
         }
+        Command::Exec { env, conn, command } => runtime().block_on(exec(env, conn, command)),
         Command::Certs { command } => certs(command),
         Command::Audit { command } => audit(command),
         Command::Dev { dir, port, keep } => runtime().block_on(dev(dir, port, keep)),
@@ -250,6 +263,7 @@ pub async fn serve_until(
         }
     };
     let listen = config.listen.clone();
+    let lease_ledger = config.lease_ledger.clone();
     let runtime = match Runtime::build(config, None, lease_key) {
         Ok(r) => r,
         Err(e) => {
@@ -264,9 +278,26 @@ pub async fn serve_until(
             return ExitCode::from(EX_UNAVAILABLE);
         }
     };
-    let shared = Shared::new(runtime, audit, config_path);
+    let (leases, orphans) = match crate::leases::Leases::open(Some(&lease_ledger)) {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("botward: lease ledger {}: {e}", lease_ledger.display());
+            return ExitCode::from(EX_UNAVAILABLE);
+        }
+    };
+    let shared = Shared::new(runtime, audit, Arc::new(leases), config_path);
     if let Err(error) = shared.runtime().vault.ensure_login().await {
         warn!(%error, "Vault login failed at start; botward retries on each request");
+    }
+    // Leases a crash left behind are revoked before anything else.
+    for h in &orphans {
+        shared.revoke_held(h, "orphaned").await;
+    }
+    if !orphans.is_empty() {
+        info!(
+            count = orphans.len(),
+            "Revoked leases orphaned by an earlier run"
+        );
     }
     let where_ = listeners.describe();
     shared
@@ -284,9 +315,18 @@ pub async fn serve_until(
 
     let reloader = tokio::spawn(reload_on_sighup(shared.clone()));
     let watcher = tokio::spawn(server::watch_files(shared.clone(), Duration::from_secs(2)));
+    let reaper = tokio::spawn(server::reap_leases(shared.clone(), Duration::from_secs(1)));
     server::run(shared.clone(), listeners, shutdown, Duration::from_secs(20)).await;
     reloader.abort();
     watcher.abort();
+    reaper.abort();
+    let left = shared.revoke_all("shutdown").await;
+    if left > 0 {
+        warn!(
+            left,
+            "Some leases could not be revoked; the next start retries them"
+        );
+    }
     shared
         .audit_event("server.stop", Decision::Allow, None, None)
         .await;
@@ -379,6 +419,260 @@ async fn get(name: &str, field: Option<&str>, conn: ConnArgs) -> ExitCode {
         return ExitCode::FAILURE;
     }
     ExitCode::SUCCESS
+}
+
+/// One `--env` item.
+struct EnvSpec {
+    var: String,
+    name: String,
+    field: Option<String>,
+}
+
+fn parse_env_spec(s: &str) -> Result<EnvSpec, String> {
+    let (var, target) = s
+        .split_once('=')
+        .ok_or_else(|| format!("--env {s:?}: expected VAR=NAME[#field]"))?;
+    let var_ok = !var.is_empty()
+        && !var.as_bytes()[0].is_ascii_digit()
+        && var.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_');
+    if !var_ok {
+        return Err(format!(
+            "--env {s:?}: {var:?} is not an environment variable name"
+        ));
+    }
+    let (name, field) = match target.split_once('#') {
+        Some((n, f)) => (n, Some(f.to_owned())),
+        None => (target, None),
+    };
+    if !crate::config::is_valid_name(name) {
+        return Err(format!("--env {s:?}: {name:?} is not a secret name"));
+    }
+    Ok(EnvSpec {
+        var: var.to_owned(),
+        name: name.to_owned(),
+        field,
+    })
+}
+
+async fn release_leases(settings: &ClientSettings, leases: &[String]) -> bool {
+    let mut ok = true;
+    for id in leases {
+        let path = format!("/v1/leases/{}", client::encode(id));
+        match client::call(settings, "DELETE", &path).await {
+            Ok(a) if a.status == 204 => {}
+            Ok(a) => {
+                eprintln!(
+                    "botward: releasing a lease failed: {}",
+                    client::error_line(&a)
+                );
+                ok = false;
+            }
+            Err(e) => {
+                eprintln!("botward: releasing a lease failed: {e}");
+                ok = false;
+            }
+        }
+    }
+    ok
+}
+
+async fn exec(env: Vec<String>, conn: ConnArgs, command: Vec<String>) -> ExitCode {
+    use crate::secret::{wipe_value, WipedBuf};
+    let specs = match env
+        .iter()
+        .map(|s| parse_env_spec(s))
+        .collect::<Result<Vec<_>, _>>()
+    {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("botward: {e}");
+            return ExitCode::from(EX_USAGE);
+        }
+    };
+    let settings = ClientSettings {
+        addr: conn.addr,
+        cert: conn.cert,
+        key: conn.key,
+        ca: conn.ca,
+    };
+    let mut leases = Vec::new();
+    // Each secret is read once, however many variables take fields of it:
+    // the fields of one dynamic secret belong to one lease.
+    let mut fetched: Vec<(String, serde_json::Value)> = Vec::new();
+    for spec in &specs {
+        if fetched.iter().any(|(n, _)| *n == spec.name) {
+            continue;
+        }
+        let answer = match client::call(
+            &settings,
+            "GET",
+            &format!("/v1/secrets/{}", client::encode(&spec.name)),
+        )
+        .await
+        {
+            Ok(a) if a.status == 200 => a,
+            Ok(a) => {
+                eprintln!("botward: {}: {}", spec.name, client::error_line(&a));
+                release_leases(&settings, &leases).await;
+                return ExitCode::FAILURE;
+            }
+            Err(e) => {
+                eprintln!("botward: {e}");
+                release_leases(&settings, &leases).await;
+                return ExitCode::from(EX_UNAVAILABLE);
+            }
+        };
+        let v: serde_json::Value =
+            serde_json::from_slice(answer.body.expose_secret()).unwrap_or_default();
+        if let Some(id) = v.pointer("/lease/id").and_then(|i| i.as_str()) {
+            leases.push(id.to_owned());
+        }
+        fetched.push((spec.name.clone(), v));
+    }
+    let mut values: Vec<(String, WipedBuf)> = Vec::new();
+    for spec in &specs {
+        let v = &fetched
+            .iter()
+            .find(|(n, _)| *n == spec.name)
+            .expect("fetched above")
+            .1;
+        let mut out = WipedBuf::with_capacity(256);
+        let found = match &spec.field {
+            Some(f) => match v.get("data").and_then(|d| d.get(f)) {
+                Some(serde_json::Value::String(s)) => {
+                    out.extend_from_slice(s.as_bytes());
+                    true
+                }
+                Some(other) => {
+                    let _ = serde_json::to_writer(out.as_mut_vec(), other);
+                    true
+                }
+                None => false,
+            },
+            None => v
+                .get("data")
+                .is_some_and(|d| serde_json::to_writer(out.as_mut_vec(), d).is_ok()),
+        };
+        if !found {
+            eprintln!(
+                "botward: {} has no field {:?}",
+                spec.name,
+                spec.field.as_deref().unwrap_or("")
+            );
+            for (_, v) in &mut fetched {
+                wipe_value(v);
+            }
+            release_leases(&settings, &leases).await;
+            return ExitCode::FAILURE;
+        }
+        values.push((spec.var.clone(), out));
+    }
+    for (_, v) in &mut fetched {
+        wipe_value(v);
+    }
+    drop(fetched);
+
+    let mut cmd = tokio::process::Command::new(&command[0]);
+    cmd.args(&command[1..]);
+    for (var, value) in &values {
+        cmd.env(
+            var,
+            std::ffi::OsStr::from_bytes_compat(value.expose_secret()),
+        );
+    }
+    let spawned = cmd.spawn();
+    // The values now live only in the child's environment.
+    drop(cmd);
+    drop(values);
+    let mut child = match spawned {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("botward: cannot run {}: {e}", command[0]);
+            release_leases(&settings, &leases).await;
+            return ExitCode::from(127);
+        }
+    };
+    let status = wait_forwarding_signals(&mut child).await;
+    let released = release_leases(&settings, &leases).await;
+    let code = match status {
+        Ok(st) => exit_code_of(st),
+        Err(e) => {
+            eprintln!("botward: waiting for the command failed: {e}");
+            1
+        }
+    };
+    if !released && code == 0 {
+        return ExitCode::FAILURE;
+    }
+    ExitCode::from(code)
+}
+
+#[cfg(unix)]
+trait OsStrCompat {
+    fn from_bytes_compat(b: &[u8]) -> &std::ffi::OsStr;
+}
+
+#[cfg(unix)]
+impl OsStrCompat for std::ffi::OsStr {
+    fn from_bytes_compat(b: &[u8]) -> &std::ffi::OsStr {
+        use std::os::unix::ffi::OsStrExt;
+        std::ffi::OsStr::from_bytes(b)
+    }
+}
+
+/// Waits for the child, passing on the signals a supervisor sends.
+#[cfg(unix)]
+async fn wait_forwarding_signals(
+    child: &mut tokio::process::Child,
+) -> std::io::Result<std::process::ExitStatus> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let pid = child.id().map(|p| p as i32);
+    let kinds = [
+        SignalKind::interrupt(),
+        SignalKind::terminate(),
+        SignalKind::hangup(),
+        SignalKind::quit(),
+        SignalKind::user_defined1(),
+        SignalKind::user_defined2(),
+    ];
+    let mut streams = Vec::new();
+    for k in kinds {
+        if let Ok(s) = signal(k) {
+            streams.push((k.as_raw_value(), s));
+        }
+    }
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    for (raw, mut s) in streams {
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            while s.recv().await.is_some() {
+                if tx.send(raw).is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    loop {
+        tokio::select! {
+            st = child.wait() => return st,
+            Some(sig) = rx.recv() => {
+                if let Some(pid) = pid {
+                    // SAFETY: sends a signal to our own child.
+                    unsafe { libc::kill(pid, sig) };
+                }
+            }
+        }
+    }
+}
+
+#[cfg(unix)]
+fn exit_code_of(st: std::process::ExitStatus) -> u8 {
+    use std::os::unix::process::ExitStatusExt;
+    match (st.code(), st.signal()) {
+        (Some(c), _) => c as u8,
+        (None, Some(sig)) => 128u8.saturating_add(sig as u8),
+        _ => 1,
+    }
 }
 
 fn certs(command: CertsCommand) -> ExitCode {

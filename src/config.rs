@@ -25,6 +25,8 @@ pub struct Config {
     pub audit: Audit,
     pub limits: Limits,
     pub hardening: Hardening,
+    /// The lease ledger file.
+    pub lease_ledger: PathBuf,
     pub secrets: BTreeMap<String, SecretDef>,
     pub bots: BTreeMap<String, BotDef>,
     /// The change ticket that accompanies this version of the config, if any.
@@ -121,6 +123,10 @@ pub struct SecretDef {
     pub name: String,
     pub source: SecretSource,
     pub privileged: bool,
+    /// The longest any lease of this secret lives, whatever Vault's TTL.
+    pub max_use: Option<Duration>,
+    /// Whether bots may renew its leases (never past `max_use`).
+    pub renew: bool,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -176,6 +182,8 @@ struct RawConfig {
     limits: RawLimits,
     #[serde(default)]
     hardening: RawHardening,
+    #[serde(default)]
+    leases: RawLeases,
     #[serde(default)]
     meta: RawMeta,
     #[serde(default, rename = "secret")]
@@ -256,6 +264,12 @@ struct RawLimits {
 
 #[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct RawLeases {
+    ledger: Option<String>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawHardening {
     mlock: Option<bool>,
     disable_core_dumps: Option<bool>,
@@ -277,6 +291,8 @@ struct RawSecret {
     path: Spanned<String>,
     #[serde(default)]
     privileged: bool,
+    max_use: Option<Spanned<String>>,
+    renew: Option<Spanned<bool>>,
 }
 
 #[derive(Deserialize)]
@@ -421,6 +437,10 @@ impl Validator<'_> {
         let tls = self.tls(raw.tls);
         let vault = self.vault(raw.vault);
         let audit = self.audit(raw.audit);
+        let lease_ledger = match &raw.leases.ledger {
+            Some(p) => self.path(p),
+            None => audit.state_dir.join("leases.json"),
+        };
         let limits = self.limits(raw.limits);
         let secrets = self.secrets(raw.secrets);
         let bots = self.bots(raw.bots, &secrets);
@@ -430,6 +450,7 @@ impl Validator<'_> {
             vault: vault?,
             audit,
             limits,
+            lease_ledger,
             hardening: Hardening {
                 mlock: raw.hardening.mlock.unwrap_or(true),
                 disable_core_dumps: raw.hardening.disable_core_dumps.unwrap_or(true),
@@ -778,6 +799,30 @@ impl Validator<'_> {
                     continue;
                 }
             };
+            let dynamic = matches!(source, SecretSource::Dynamic { .. });
+            let max_use =
+                s.max_use
+                    .as_ref()
+                    .and_then(|m| match crate::leases::parse_duration(m.get_ref()) {
+                        Ok(d) => Some(d),
+                        Err(e) => {
+                            self.problem(m, format!("secret {name:?}: max_use: {e}"));
+                            None
+                        }
+                    });
+            if let (false, Some(m)) = (dynamic, &s.max_use) {
+                self.problem(
+                    m,
+                    format!("secret {name:?}: max_use applies only to kind \"dynamic\""),
+                );
+            }
+            let renew = s.renew.as_ref().is_some_and(|r| *r.get_ref());
+            if let (false, Some(r)) = (dynamic, &s.renew) {
+                self.problem(
+                    r,
+                    format!("secret {name:?}: renew applies only to kind \"dynamic\""),
+                );
+            }
             if out.contains_key(&name) {
                 self.problem(&s.name, format!("secret {name:?} is defined twice"));
                 continue;
@@ -788,6 +833,8 @@ impl Validator<'_> {
                     name,
                     source,
                     privileged: s.privileged,
+                    max_use,
+                    renew,
                 },
             );
         }

@@ -10,7 +10,8 @@
 //! - [`identity`]: the bot's name from its client certificate.
 //! - [`policy`]: the pure access decision.
 //! - [`tls`]: server and client TLS configuration.
-//! - [`vault`]: the Vault client wrapper.
+//! - [`vault`]: the Vault client wrapper; [`leases`]: leases handed out and
+//!   their ledger.
 //! - [`server`] and [`api`]: accept loops, routes and responses.
 //! - [`audit`]: the audit log writer.
 //! - [`secret`]: types that hold secret values; [`alloc`]: the wiping
@@ -29,6 +30,7 @@ pub mod dev;
 pub mod error;
 pub mod harden;
 pub mod identity;
+pub mod leases;
 pub mod policy;
 pub mod secret;
 pub mod server;

@@ -40,6 +40,7 @@ pub struct Runtime {
 pub struct Shared {
     runtime: RwLock<Arc<Runtime>>,
     pub audit: Arc<AuditLog>,
+    pub leases: Arc<crate::leases::Leases>,
     config_path: PathBuf,
     lease_key: Arc<ring::hmac::Key>,
     reload_lock: tokio::sync::Mutex<()>,
@@ -106,11 +107,17 @@ impl Runtime {
 // === impl Shared ===
 
 impl Shared {
-    pub fn new(runtime: Runtime, audit: Arc<AuditLog>, config_path: PathBuf) -> Arc<Shared> {
+    pub fn new(
+        runtime: Runtime,
+        audit: Arc<AuditLog>,
+        leases: Arc<crate::leases::Leases>,
+        config_path: PathBuf,
+    ) -> Arc<Shared> {
         let lease_key = runtime.lease_key.clone();
         Arc::new(Shared {
             runtime: RwLock::new(Arc::new(runtime)),
             audit,
+            leases,
             config_path,
             lease_key,
             reload_lock: Default::default(),
@@ -185,6 +192,60 @@ impl Shared {
                 Ok(())
             }
         }
+    }
+
+    /// Revokes a lease botward holds and audits it as `lease.release` with
+    /// `reason` (`max_use`, `expired`, `shutdown`, `orphaned`, ...). A lease
+    /// Vault cannot revoke now stays in the table and the ledger, to be
+    /// tried again.
+    pub async fn revoke_held(&self, held: &crate::leases::Held, reason: &str) -> bool {
+        let started = Instant::now();
+        let rt = self.runtime();
+        let result = rt.vault.revoke_lease(&held.id).await;
+        let mut rec = Record::new("lease.release", crate::api::request_id(), self.audit.host());
+        rec.bot = Some(held.bot.clone());
+        rec.secret = Some(held.secret.clone());
+        rec.reason = Some(reason.to_owned());
+        rec.backend = Some(crate::audit::Backend {
+            path: held
+                .id
+                .rsplit_once('/')
+                .map(|(p, _)| p.to_owned())
+                .unwrap_or_default(),
+            version: None,
+            lease_hmac: Some(rt.lease_hmac(&held.id)),
+        });
+        let ok = match result {
+            Ok(()) => {
+                rec.decision = Decision::Allow;
+                if let Err(e) = self.leases.remove(&held.id) {
+                    warn!(error = %e, "Lease revoked but the ledger could not be updated");
+                }
+                true
+            }
+            Err(e) => {
+                rec.decision = Decision::Error;
+                rec.error = Some(e.to_string());
+                warn!(error = %e, reason, "Cannot revoke a lease; will retry");
+                false
+            }
+        };
+        rec.latency_us = started.elapsed().as_micros() as u64;
+        if self.audit.write(rec).await.is_err() {
+            warn!("Cannot write the audit record of a lease revocation");
+        }
+        ok
+    }
+
+    /// Revokes every lease botward still holds, e.g. at shutdown.
+    pub async fn revoke_all(&self, reason: &str) -> usize {
+        let mut left = 0;
+        for h in self.leases.all() {
+            if !self.revoke_held(&h, reason).await {
+                left += 1;
+            }
+        }
+        left
     }
 
     /// Writes a record for an event outside any request.
@@ -576,6 +637,23 @@ async fn http_failure(shared: &Shared, conn: &Conn, e: hyper::Error, started: In
     rec.latency_us = started.elapsed().as_micros() as u64;
     if shared.audit.write(rec).await.is_err() {
         warn!("Cannot write audit record for a refused request");
+    }
+}
+
+/// Revokes leases past their `max_use` or Vault expiry, and retries leases
+/// that could not be revoked before.
+pub async fn reap_leases(shared: Arc<Shared>, every: std::time::Duration) {
+    loop {
+        tokio::time::sleep(every).await;
+        let now = jiff::Timestamp::now();
+        for h in shared.leases.due(now) {
+            let reason = if h.max_until.is_some_and(|m| m <= now && m <= h.expires) {
+                "max_use"
+            } else {
+                "expired"
+            };
+            shared.revoke_held(&h, reason).await;
+        }
     }
 }
 

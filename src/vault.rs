@@ -152,6 +152,46 @@ impl Vault {
         })
     }
 
+    /// Revokes a lease at once.
+    pub async fn revoke_lease(&self, lease_id: &str) -> Result<(), VaultError> {
+        let body =
+            serde_json::to_vec(&serde_json::json!({ "lease_id": lease_id })).unwrap_or_default();
+        self.call(|c| {
+            let ep = LeaseOp {
+                path: "sys/leases/revoke",
+                body: body.clone(),
+            };
+            Box::pin(vaultrs::api::exec_with_empty(c, ep))
+        })
+        .await
+    }
+
+    /// Renews a lease by `increment` seconds; Vault may grant less.
+    pub async fn renew_lease(
+        &self,
+        lease_id: &str,
+        increment: u64,
+    ) -> Result<LeaseInfo, VaultError> {
+        let body = serde_json::to_vec(
+            &serde_json::json!({ "lease_id": lease_id, "increment": increment }),
+        )
+        .unwrap_or_default();
+        let mut raw = self
+            .call(|c| {
+                let ep = LeaseOp {
+                    path: "sys/leases/renew",
+                    body: body.clone(),
+                };
+                Box::pin(vaultrs::api::exec_with_no_result(c, ep))
+            })
+            .await?;
+        Ok(LeaseInfo {
+            id: std::mem::take(&mut raw.lease_id),
+            ttl_seconds: raw.lease_duration,
+            renewable: raw.renewable,
+        })
+    }
+
     /// Health of each configured address, without a token.
     pub async fn health(&self) -> Vec<NodeHealth> {
         let mut out = Vec::with_capacity(self.cfg.addresses.len());
@@ -601,6 +641,30 @@ impl Endpoint for ReadRaw {
 
     fn method(&self) -> RequestMethod {
         RequestMethod::GET
+    }
+}
+
+/// A `PUT` on a `sys/leases/*` endpoint with a JSON body.
+struct LeaseOp {
+    path: &'static str,
+    body: Vec<u8>,
+}
+
+impl Endpoint for LeaseOp {
+    type Response = RawResponse;
+    const REQUEST_BODY_TYPE: RequestType = RequestType::JSON;
+    const RESPONSE_BODY_TYPE: ResponseType = ResponseType::JSON;
+
+    fn path(&self) -> String {
+        self.path.to_owned()
+    }
+
+    fn method(&self) -> RequestMethod {
+        RequestMethod::PUT
+    }
+
+    fn body(&self) -> Result<Option<Vec<u8>>, rustify::errors::ClientError> {
+        Ok(Some(self.body.clone()))
     }
 }
 

@@ -471,3 +471,237 @@ pub fn curl_as(h: &Harness, bot: &BotCert, url: &str, extra: &[&str]) -> (u16, S
     args.push(url);
     curl(&args)
 }
+
+/// A PostgreSQL server from Debian's packages, in a temp dir on a loopback
+/// port, with password authentication. Stopped when dropped.
+pub struct Postgres {
+    child: Child,
+    pub port: u16,
+    pub password: String,
+    pub dir: PathBuf,
+}
+
+fn pg_bin() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("BOTWARD_PG_BIN")
+        .map(PathBuf::from)
+        .filter(|p| p.join("initdb").exists())
+    {
+        return Some(p);
+    }
+    let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .flatten()
+        .map(|e| e.path().join("bin"))
+        .filter(|p| p.join("initdb").exists())
+        .collect();
+    found.sort();
+    found.pop()
+}
+
+impl Postgres {
+    pub fn start(test: &str) -> Option<Postgres> {
+        let Some(bin) = pg_bin() else {
+            if std::env::var("CI").as_deref() == Ok("true") {
+                panic!("{test}: PostgreSQL is required under CI; run scripts/install-deps.sh");
+            }
+            eprintln!("SKIP {test}: no PostgreSQL server binaries");
+            return None;
+        };
+        let dir = std::env::temp_dir().join(format!(
+            "botward-pg-{test}-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::SeqCst)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let password = format!("pg-{}", random_hex(12));
+        std::fs::write(dir.join("pw"), &password).unwrap();
+        // PostgreSQL refuses to run as root: run it as the postgres user.
+        let as_root = unsafe { libc::geteuid() } == 0;
+        let id = |flag: &str| -> u32 {
+            let out = Command::new("id")
+                .args([flag, "postgres"])
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&out.stdout)
+                .trim()
+                .parse()
+                .expect("a postgres user (Debian's postgresql package creates it)")
+        };
+        let ids = as_root.then(|| (id("-u"), id("-g")));
+        let run_as = |cmd: &Path| {
+            let mut c = Command::new(cmd);
+            if let Some((uid, gid)) = ids {
+                use std::os::unix::process::CommandExt;
+                c.uid(uid).gid(gid);
+            }
+            c
+        };
+        if as_root {
+            let ok = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(&dir)
+                .status()
+                .unwrap()
+                .success();
+            assert!(ok, "chown to postgres failed");
+        }
+        let out = run_as(&bin.join("initdb"))
+            .arg("-D")
+            .arg(dir.join("data"))
+            .args(["-A", "scram-sha-256", "-U", "postgres", "--no-sync"])
+            .arg(format!("--pwfile={}", dir.join("pw").display()))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "initdb: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let port = botward::dev::free_port();
+        let log = std::fs::File::create(dir.join("postgres.log")).unwrap();
+        let child = run_as(&bin.join("postgres"))
+            .arg("-D")
+            .arg(dir.join("data"))
+            .arg("-p")
+            .arg(port.to_string())
+            .arg("-k")
+            .arg(&dir)
+            .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"])
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let pg = Postgres {
+            child,
+            port,
+            password,
+            dir,
+        };
+        let start = Instant::now();
+        while !pg.psql("postgres", &pg.password, "select 1").0 {
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "postgres did not start: {}",
+                std::fs::read_to_string(pg.dir.join("postgres.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Some(pg)
+    }
+
+    /// Runs one statement as `user`; returns (success, output).
+    pub fn psql(&self, user: &str, password: &str, sql: &str) -> (bool, String) {
+        let out = Command::new("psql")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                user,
+                "-d",
+                "postgres",
+                "-tA",
+                "-c",
+                sql,
+            ])
+            .env("PGPASSWORD", password)
+            .env("PGCONNECT_TIMEOUT", "5")
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGINT);
+        }
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Harness {
+    /// Mounts OpenBao's database engine on `pg` with role `erp-readonly`,
+    /// and lets botward's AppRole read its credentials.
+    pub fn enable_database(&self, pg: &Postgres, default_ttl: &str) {
+        self.bao
+            .cli(&["secrets", "enable", "database"], None)
+            .unwrap();
+        self.bao
+            .cli(
+                &[
+                    "write",
+                    "database/config/erp",
+                    "plugin_name=postgresql-database-plugin",
+                    &format!("connection_url=postgresql://{{{{username}}}}:{{{{password}}}}@127.0.0.1:{}/postgres?sslmode=disable", pg.port),
+                    "allowed_roles=erp-readonly",
+                    "username=postgres",
+                    &format!("password={}", pg.password),
+                    "verify_connection=true",
+                ],
+                None,
+            )
+            .unwrap();
+        self.bao
+            .cli(
+                &[
+                    "write",
+                    "database/roles/erp-readonly",
+                    "db_name=erp",
+                    "creation_statements=CREATE ROLE \"{{name}}\" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}'; GRANT pg_read_all_data TO \"{{name}}\";",
+                    &format!("default_ttl={default_ttl}"),
+                    "max_ttl=24h",
+                ],
+                None,
+            )
+            .unwrap();
+        let policy = "path \"secret/data/rpa/*\" { capabilities = [\"read\"] }\n\
+                      path \"database/creds/*\" { capabilities = [\"read\"] }\n\
+                      path \"sys/leases/revoke\" { capabilities = [\"update\"] }\n\
+                      path \"sys/leases/renew\" { capabilities = [\"update\"] }\n";
+        self.bao
+            .cli(&["policy", "write", "botward", "-"], Some(policy))
+            .unwrap();
+    }
+
+    /// Leases OpenBao still holds for the database role.
+    pub fn db_leases(&self) -> usize {
+        let out = Command::new("curl")
+            .args([
+                "-sS",
+                "-X",
+                "LIST",
+                "-H",
+                &format!("X-Vault-Token: {}", self.bao.root_token()),
+                "-w",
+                "\n%{http_code}",
+            ])
+            .arg(format!(
+                "{}/v1/sys/leases/lookup/database/creds/erp-readonly/",
+                self.bao.addr
+            ))
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, code) = text.rsplit_once('\n').unwrap_or(("", ""));
+        match code.trim() {
+            // Vault answers 404 to a list with nothing in it.
+            "404" => 0,
+            "200" => serde_json::from_str::<serde_json::Value>(body).unwrap()["data"]["keys"]
+                .as_array()
+                .map_or(0, Vec::len),
+            other => panic!("listing leases failed: {other} {body}"),
+        }
+    }
+}

@@ -254,13 +254,14 @@ async fn serve(
             Ok(Reply::Json(json(&body, 256)))
         }
         Route::Health => {
-            let vault = if rt.vault.is_healthy().await {
+            let nodes = rt.vault.health().await;
+            let vault = if crate::vault::Vault::usable(&nodes) {
                 "ok"
             } else {
                 "unreachable"
             };
-            let body = serde_json::json!({"status": "ok", "vault": vault, "request_id": id});
-            Ok(Reply::Json(json(&body, 128)))
+            let body = serde_json::json!({"status": "ok", "vault": vault, "nodes": nodes, "request_id": id});
+            Ok(Reply::Json(json(&body, 256 + 160 * nodes.len())))
         }
         Route::Secret { name, field } => {
             let def = rt

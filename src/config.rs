@@ -72,6 +72,14 @@ pub enum VaultAuth {
         role_id_file: PathBuf,
         secret_id_file: PathBuf,
     },
+    /// TLS certificate login; the client certificate is presented on every
+    /// connection to Vault.
+    Cert {
+        mount: String,
+        name: String,
+        cert_file: PathBuf,
+        key_file: PathBuf,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -230,6 +238,9 @@ struct RawVaultAuth {
     secret_id_file: Option<Spanned<String>>,
     token_file: Option<Spanned<String>>,
     mount: Option<Spanned<String>>,
+    cert_file: Option<Spanned<String>>,
+    key_file: Option<Spanned<String>>,
+    name: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -610,12 +621,36 @@ impl Validator<'_> {
                     None
                 }
             },
-            "cert" => {
-                self.problem(&a.method, "vault.auth: method \"cert\" is not available in this version; use \"approle\" or \"token\"");
-                None
-            }
+            "cert" => match (&a.cert_file, &a.key_file) {
+                (Some(c), Some(k)) => {
+                    if raw.ca.is_none() {
+                        self.problem(&a.method, "vault.auth: method \"cert\" needs vault.ca, the CA that Vault's certificate is pinned to");
+                    }
+                    Some(VaultAuth::Cert {
+                        mount: a
+                            .mount
+                            .as_ref()
+                            .map(|m| m.get_ref().clone())
+                            .unwrap_or_else(|| "cert".into()),
+                        name: a
+                            .name
+                            .as_ref()
+                            .map(|n| n.get_ref().clone())
+                            .unwrap_or_default(),
+                        cert_file: self.existing_file("vault.auth.cert_file", c),
+                        key_file: self.existing_file("vault.auth.key_file", k),
+                    })
+                }
+                _ => {
+                    self.problem(
+                        &a.method,
+                        "vault.auth: method \"cert\" needs cert_file and key_file",
+                    );
+                    None
+                }
+            },
             other => {
-                self.problem(&a.method, format!("vault.auth.method: unknown method {other:?}; expected \"approle\" or \"token\""));
+                self.problem(&a.method, format!("vault.auth.method: unknown method {other:?}; expected \"approle\", \"token\" or \"cert\""));
                 None
             }
         };

@@ -41,7 +41,23 @@ pub struct Vault {
     /// When a permission error last caused a login.
     last_login: Mutex<Option<Instant>>,
     preferred: AtomicUsize,
+    /// One circuit breaker per address.
+    breakers: Vec<Breaker>,
 }
+
+/// A circuit breaker for one address: after a failure the address is left
+/// alone for a backoff that doubles up to [`BREAKER_MAX`], with jitter; then
+/// one probe request may try it again. While every address is open,
+/// requests fail fast with 503 and Vault sees no retry storm.
+#[derive(Default)]
+struct Breaker {
+    failures: std::sync::atomic::AtomicU32,
+    open_until: Mutex<Option<Instant>>,
+    probing: std::sync::atomic::AtomicBool,
+}
+
+const BREAKER_BASE: Duration = Duration::from_millis(100);
+const BREAKER_MAX: Duration = Duration::from_secs(10);
 
 /// One login: a client per address, all carrying the same token.
 struct Session {
@@ -74,12 +90,15 @@ pub struct LeaseInfo {
 }
 
 /// Health of one Vault address.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct NodeHealth {
     pub address: String,
     pub reachable: bool,
     pub sealed: Option<bool>,
     pub standby: Option<bool>,
+    /// Whether botward is currently leaving this address alone after
+    /// failures.
+    pub circuit_open: bool,
 }
 
 /// Idle Vault connections close after this long, which frees (and wipes)
@@ -96,6 +115,7 @@ const RELOGIN_MIN_INTERVAL: Duration = Duration::from_secs(2);
 impl Vault {
     pub fn new(cfg: config::Vault) -> Result<Arc<Vault>, VaultError> {
         let http = http_client(&cfg)?;
+        let cfg_len = cfg.addresses.len();
         Ok(Arc::new(Vault {
             cfg,
             http,
@@ -104,6 +124,7 @@ impl Vault {
             generation: AtomicU64::new(0),
             last_login: Mutex::new(None),
             preferred: AtomicUsize::new(0),
+            breakers: (0..cfg_len).map(|_| Breaker::default()).collect(),
         }))
     }
 
@@ -192,45 +213,50 @@ impl Vault {
         })
     }
 
-    /// Health of each configured address, without a token.
+    /// Health of each configured address, asked concurrently, without a
+    /// token.
     pub async fn health(&self) -> Vec<NodeHealth> {
-        let mut out = Vec::with_capacity(self.cfg.addresses.len());
-        for addr in &self.cfg.addresses {
-            let url = format!("{addr}/v1/sys/health?standbyok=true&perfstandbyok=true");
-            let res = tokio::time::timeout(self.cfg.timeout, self.http.get(&url).send()).await;
-            let h = match res {
-                Ok(Ok(resp)) => {
-                    let bytes = tokio::time::timeout(self.cfg.timeout, resp.bytes())
-                        .await
-                        .ok()
-                        .and_then(Result::ok)
-                        .unwrap_or_default();
-                    let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-                    NodeHealth {
-                        address: addr.clone(),
-                        reachable: true,
-                        sealed: body.get("sealed").and_then(Value::as_bool),
-                        standby: body.get("standby").and_then(Value::as_bool),
+        let mut set = tokio::task::JoinSet::new();
+        for (i, addr) in self.cfg.addresses.iter().enumerate() {
+            let (http, addr, timeout) = (self.http.clone(), addr.clone(), self.cfg.timeout);
+            let circuit_open = self.breakers[i].is_open();
+            set.spawn(async move {
+                let url = format!("{addr}/v1/sys/health?standbyok=true&perfstandbyok=true");
+                let h = match tokio::time::timeout(timeout, http.get(&url).send()).await {
+                    Ok(Ok(resp)) => {
+                        let bytes = tokio::time::timeout(timeout, resp.bytes())
+                            .await
+                            .ok()
+                            .and_then(Result::ok)
+                            .unwrap_or_default();
+                        let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+                        NodeHealth {
+                            address: addr,
+                            reachable: true,
+                            sealed: body.get("sealed").and_then(Value::as_bool),
+                            standby: body.get("standby").and_then(Value::as_bool),
+                            circuit_open,
+                        }
                     }
-                }
-                _ => NodeHealth {
-                    address: addr.clone(),
-                    reachable: false,
-                    sealed: None,
-                    standby: None,
-                },
-            };
-            out.push(h);
+                    _ => NodeHealth {
+                        address: addr,
+                        reachable: false,
+                        sealed: None,
+                        standby: None,
+                        circuit_open,
+                    },
+                };
+                (i, h)
+            });
         }
-        out
+        let mut out: Vec<(usize, NodeHealth)> = set.join_all().await;
+        out.sort_by_key(|(i, _)| *i);
+        out.into_iter().map(|(_, h)| h).collect()
     }
 
-    /// Whether any address answers as an unsealed node.
-    pub async fn is_healthy(&self) -> bool {
-        self.health()
-            .await
-            .iter()
-            .any(|h| h.reachable && h.sealed != Some(true))
+    /// Whether a node is usable: reachable and unsealed.
+    pub fn usable(nodes: &[NodeHealth]) -> bool {
+        nodes.iter().any(|h| h.reachable && h.sealed != Some(true))
     }
 
     /// Drops the current token, wiping every copy botward and vaultrs hold.
@@ -323,9 +349,14 @@ impl Vault {
     {
         let n = session.clients.len();
         let first = self.preferred.load(Ordering::Relaxed) % n;
-        let mut last = VaultError::Unavailable("no address configured".into());
+        let mut last = VaultError::Unavailable(
+            "every Vault address is failing; retrying after a backoff".into(),
+        );
         for i in 0..n {
             let idx = (first + i) % n;
+            if !self.breakers[idx].allows(Instant::now()) {
+                continue;
+            }
             let outcome =
                 match tokio::time::timeout(self.cfg.timeout, op(&session.clients[idx])).await {
                     Err(_) => Err(VaultError::Unavailable(format!(
@@ -335,18 +366,19 @@ impl Vault {
                     Ok(r) => r.map_err(|e| classify(e, &self.cfg.addresses[idx])),
                 };
             match outcome {
-                Ok(v) => {
+                Err(e @ VaultError::Unavailable(_)) => {
+                    self.breakers[idx].failed(Instant::now());
+                    debug!(error = %e, "Vault address unavailable");
+                    last = e;
+                }
+                other => {
+                    self.breakers[idx].succeeded();
                     if idx != first {
                         info!(address = %self.cfg.addresses[idx], "Vault failover");
                     }
                     self.preferred.store(idx, Ordering::Relaxed);
-                    return Ok(v);
+                    return other;
                 }
-                Err(e @ VaultError::Unavailable(_)) => {
-                    debug!(error = %e, "Vault address unavailable");
-                    last = e;
-                }
-                Err(e) => return Err(e),
             }
         }
         Err(last)
@@ -423,6 +455,23 @@ impl Vault {
                 auth.accessor.zeroize();
                 Zeroizing::new(std::mem::take(&mut auth.client_token))
             }
+            VaultAuth::Cert { mount, name, .. } => {
+                // The certificate itself is presented by the HTTP client.
+                let unauth = Session {
+                    clients: self.clients()?,
+                    generation,
+                    timing: Mutex::default(),
+                };
+                let mut auth = self
+                    .on_nodes(&unauth, |c| {
+                        let (m, n) = (mount.clone(), name.clone());
+                        Box::pin(async move { vaultrs::auth::cert::login(c, &m, &n).await })
+                    })
+                    .await
+                    .map_err(login_error)?;
+                auth.accessor.zeroize();
+                Zeroizing::new(std::mem::take(&mut auth.client_token))
+            }
         };
         for c in &mut clients {
             use vaultrs::client::Client;
@@ -468,6 +517,52 @@ impl Vault {
                 Ok(client)
             })
             .collect()
+    }
+}
+
+// === impl Breaker ===
+
+impl Breaker {
+    /// Whether a request may go to this address now. After the backoff one
+    /// probe goes through; others wait for its outcome.
+    fn allows(&self, now: Instant) -> bool {
+        let open_until = *self.open_until.lock().unwrap_or_else(|e| e.into_inner());
+        match open_until {
+            None => true,
+            Some(t) if now < t => false,
+            Some(_) => self
+                .probing
+                .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok(),
+        }
+    }
+
+    fn failed(&self, now: Instant) {
+        let failures = self.failures.fetch_add(1, Ordering::AcqRel) + 1;
+        let backoff = BREAKER_BASE
+            .saturating_mul(1 << failures.min(16).saturating_sub(1))
+            .min(BREAKER_MAX);
+        // ±25 % jitter, so that many sidecars do not retry in step.
+        let mut r = [0u8; 2];
+        let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut r);
+        let jitter = 0.75 + f64::from(u16::from_le_bytes(r)) / f64::from(u16::MAX) * 0.5;
+        *self.open_until.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some(now + backoff.mul_f64(jitter));
+        self.probing.store(false, Ordering::Release);
+    }
+
+    fn succeeded(&self) {
+        if self.failures.swap(0, Ordering::AcqRel) > 0 {
+            *self.open_until.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        }
+        self.probing.store(false, Ordering::Release);
+    }
+
+    fn is_open(&self) -> bool {
+        self.open_until
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some_and(|t| Instant::now() < t)
     }
 }
 

@@ -20,6 +20,8 @@ pub struct DevBao {
     pub bao: PathBuf,
     root_token: String,
     pub dir: PathBuf,
+    /// With TLS: the dev server's CA certificate.
+    pub ca: Option<PathBuf>,
 }
 
 #[derive(Debug)]
@@ -129,7 +131,7 @@ impl DevBao {
         std::fs::create_dir_all(dir).map_err(|e| DevError(format!("{}: {e}", dir.display())))?;
         let root_token = format!("root-{}", random_hex(12));
         let addr = format!("http://127.0.0.1:{port}");
-        let child = spawn_dev(bao, dir, port, &root_token)?;
+        let child = spawn_dev(bao, dir, port, &root_token, None)?;
         // For poking at the dev server by hand and for benchmarks.
         crate::certs::write_file(&dir.join("root-token"), &root_token, 0o600)
             .map_err(|e| DevError(e.0))?;
@@ -139,6 +141,27 @@ impl DevBao {
             bao: bao.to_owned(),
             root_token,
             dir: dir.to_owned(),
+            ca: None,
+        };
+        me.wait_ready(Duration::from_secs(30))?;
+        Ok(me)
+    }
+
+    /// Starts `bao server -dev -dev-tls`: HTTPS with a CA the server makes.
+    pub fn start_tls(bao: &Path, dir: &Path) -> Result<DevBao, DevError> {
+        let certs = dir.join("bao-tls");
+        std::fs::create_dir_all(&certs)
+            .map_err(|e| DevError(format!("{}: {e}", certs.display())))?;
+        let port = free_port();
+        let root_token = format!("root-{}", random_hex(12));
+        let child = spawn_dev(bao, dir, port, &root_token, Some(&certs))?;
+        let me = DevBao {
+            child,
+            addr: format!("https://127.0.0.1:{port}"),
+            bao: bao.to_owned(),
+            root_token,
+            dir: dir.to_owned(),
+            ca: Some(certs.join("vault-ca.pem")),
         };
         me.wait_ready(Duration::from_secs(30))?;
         Ok(me)
@@ -156,7 +179,7 @@ impl DevBao {
             .ok_or_else(|| DevError("bad address".into()))?;
         let started = Instant::now();
         loop {
-            match spawn_dev(&self.bao, &self.dir, port, &self.root_token) {
+            match spawn_dev(&self.bao, &self.dir, port, &self.root_token, None) {
                 Ok(child) => {
                     self.child = child;
                     if self.wait_ready(Duration::from_secs(10)).is_ok() {
@@ -203,6 +226,7 @@ impl DevBao {
             .env("BAO_ADDR", &self.addr)
             .env("BAO_TOKEN", &self.root_token)
             .env_remove("VAULT_TOKEN")
+            .env_remove("BAO_CACERT")
             .stdin(if stdin.is_some() {
                 Stdio::piped()
             } else {
@@ -210,6 +234,9 @@ impl DevBao {
             })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        if let Some(ca) = &self.ca {
+            cmd.env("BAO_CACERT", ca);
+        }
         let mut child = cmd.spawn().map_err(|e| DevError(format!("bao: {e}")))?;
         if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
             let _ = pipe.write_all(input.as_bytes());
@@ -304,15 +331,25 @@ impl Drop for DevBao {
     }
 }
 
-fn spawn_dev(bao: &Path, dir: &Path, port: u16, root_token: &str) -> Result<Child, DevError> {
+fn spawn_dev(
+    bao: &Path,
+    dir: &Path,
+    port: u16,
+    root_token: &str,
+    tls_dir: Option<&Path>,
+) -> Result<Child, DevError> {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(dir.join("bao.log"))
         .map_err(|e| DevError(e.to_string()))?;
-    Command::new(bao)
-        .args(["server", "-dev", "-dev-no-store-token"])
-        .arg(format!("-dev-root-token-id={root_token}"))
+    let mut cmd = Command::new(bao);
+    cmd.args(["server", "-dev", "-dev-no-store-token"]);
+    if let Some(t) = tls_dir {
+        cmd.arg("-dev-tls")
+            .arg(format!("-dev-tls-cert-dir={}", t.display()));
+    }
+    cmd.arg(format!("-dev-root-token-id={root_token}"))
         .arg(format!("-dev-listen-address=127.0.0.1:{port}"))
         .env_remove("BAO_ADDR")
         .env_remove("VAULT_ADDR")

@@ -21,8 +21,10 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    let filter =
-        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    // vaultrs logs every Vault error status at ERROR; botward reports those
+    // itself, with context.
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info,vaultrs=off,rustify=off".into());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -108,16 +108,25 @@ pub fn client_config(ca: &Path, cert: &Path, key: &Path) -> Result<ClientConfig,
     Ok(cfg)
 }
 
-/// Client configuration for Vault that trusts only `ca`.
-pub fn pinned_client_config(ca: &Path) -> Result<ClientConfig, TlsError> {
+/// Client configuration for Vault that trusts only `ca`, presenting a
+/// client certificate for cert auth when one is given.
+pub fn pinned_client_config(
+    ca: &Path,
+    client_cert: Option<(&Path, &Path)>,
+) -> Result<ClientConfig, TlsError> {
     let roots = root_store(ca)?;
-    Ok(
-        ClientConfig::builder_with_provider(Arc::new(provider::default_provider()))
-            .with_safe_default_protocol_versions()
-            .map_err(|e| TlsError(e.to_string()))?
-            .with_root_certificates(roots)
-            .with_no_client_auth(),
-    )
+    let builder = ClientConfig::builder_with_provider(Arc::new(provider::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError(e.to_string()))?
+        .with_root_certificates(roots);
+    let mut cfg = match client_cert {
+        Some((cert, key)) => builder
+            .with_client_auth_cert(load_certs(cert)?, load_key(key)?)
+            .map_err(|e| TlsError(format!("{}: {e}", cert.display())))?,
+        None => builder.with_no_client_auth(),
+    };
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(cfg)
 }
 
 fn root_store(ca: &Path) -> Result<RootCertStore, TlsError> {

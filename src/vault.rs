@@ -685,9 +685,17 @@ fn http_client(cfg: &config::Vault) -> Result<reqwest::Client, VaultError> {
         .tcp_nodelay(true);
     if let Some(ca) = &cfg.ca {
         // Trust only the configured CA for Vault, not the platform roots.
-        b = b.tls_backend_preconfigured(
-            crate::tls::pinned_client_config(ca).map_err(|e| VaultError::Login(e.to_string()))?,
-        );
+        let client_cert = match &cfg.auth {
+            VaultAuth::Cert {
+                cert_file,
+                key_file,
+                ..
+            } => Some((cert_file.as_path(), key_file.as_path())),
+            _ => None,
+        };
+        let tls = crate::tls::pinned_client_config(ca, client_cert)
+            .map_err(|e| VaultError::Login(e.to_string()))?;
+        b = b.tls_backend_preconfigured(tls);
     }
     b.build()
         .map_err(|_| VaultError::Login("cannot build HTTP client".into()))

@@ -832,3 +832,36 @@ fn a_full_disk_fails_requests_closed_and_keeps_the_chain_intact() {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+#[test]
+fn a_vault_outage_fails_fast_without_a_retry_storm() {
+    let Some(h) = Harness::new("storm") else { return };
+    // Something on Vault's port that accepts and hangs up at once, counting
+    // every connection botward makes.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let c2 = count.clone();
+    std::thread::spawn(move || {
+        for s in listener.incoming() {
+            c2.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            drop(s);
+        }
+    });
+    let config = h
+        .config(Auth::AppRole, &h.audit_path(), "")
+        .replace(&format!("addresses = [\"{}\"]", h.bao.addr), &format!("addresses = [\"http://127.0.0.1:{port}\"]"));
+    let b = h.start(&config);
+    let bot = h.bot("invoice-bot");
+    let before = count.load(std::sync::atomic::Ordering::SeqCst);
+    let started = std::time::Instant::now();
+    let mut statuses = Vec::new();
+    for _ in 0..100 {
+        statuses.push(b.call(&h, &bot, "GET", "/v1/secrets/erp-db").status);
+    }
+    let elapsed = started.elapsed();
+    let attempts = count.load(std::sync::atomic::Ordering::SeqCst) - before;
+    eprintln!("outage: 100 requests in {elapsed:?}, {attempts} connections to Vault");
+    assert!(statuses.iter().all(|s| *s == 503), "{statuses:?}");
+    assert!(attempts <= 20, "{attempts} connections for 100 requests: a retry storm");
+}

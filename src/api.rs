@@ -195,6 +195,7 @@ async fn serve(
         Route::Release { .. } => {
             let h = held.ok_or(ApiError::NotFound("no_lease"))?;
             rt.vault.revoke_lease(&h.id).await?;
+            rec.reason = Some("released".into());
             if let Err(e) = shared.leases.remove(&h.id) {
                 tracing::warn!(error = %e, "Lease revoked but the ledger could not be updated");
             }

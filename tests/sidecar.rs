@@ -835,7 +835,9 @@ fn a_full_disk_fails_requests_closed_and_keeps_the_chain_intact() {
 
 #[test]
 fn a_vault_outage_fails_fast_without_a_retry_storm() {
-    let Some(h) = Harness::new("storm") else { return };
+    let Some(h) = Harness::new("storm") else {
+        return;
+    };
     // Something on Vault's port that accepts and hangs up at once, counting
     // every connection botward makes.
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -848,9 +850,10 @@ fn a_vault_outage_fails_fast_without_a_retry_storm() {
             drop(s);
         }
     });
-    let config = h
-        .config(Auth::AppRole, &h.audit_path(), "")
-        .replace(&format!("addresses = [\"{}\"]", h.bao.addr), &format!("addresses = [\"http://127.0.0.1:{port}\"]"));
+    let config = h.config(Auth::AppRole, &h.audit_path(), "").replace(
+        &format!("addresses = [\"{}\"]", h.bao.addr),
+        &format!("addresses = [\"http://127.0.0.1:{port}\"]"),
+    );
     let b = h.start(&config);
     let bot = h.bot("invoice-bot");
     let before = count.load(std::sync::atomic::Ordering::SeqCst);
@@ -863,5 +866,8 @@ fn a_vault_outage_fails_fast_without_a_retry_storm() {
     let attempts = count.load(std::sync::atomic::Ordering::SeqCst) - before;
     eprintln!("outage: 100 requests in {elapsed:?}, {attempts} connections to Vault");
     assert!(statuses.iter().all(|s| *s == 503), "{statuses:?}");
-    assert!(attempts <= 20, "{attempts} connections for 100 requests: a retry storm");
+    assert!(
+        attempts <= 20,
+        "{attempts} connections for 100 requests: a retry storm"
+    );
 }

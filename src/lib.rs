@@ -13,13 +13,15 @@
 //! - [`vault`]: the Vault client wrapper; [`leases`]: leases handed out and
 //!   their ledger.
 //! - [`server`] and [`api`]: accept loops, routes and responses.
-//! - [`audit`]: the audit log writer.
+//! - [`audit`]: the audit log writer and the auditor's tools.
+//! - [`anomaly`]: per-bot behavioural baselines and detectors.
 //! - [`secret`]: types that hold secret values; [`alloc`]: the wiping
 //!   allocator; [`harden`]: process hardening at start.
 //! - [`error`]: error types and their HTTP mapping.
 //! - [`cli`], [`client`], [`certs`], [`dev`]: the command line.
 
 pub mod alloc;
+pub mod anomaly;
 pub mod api;
 pub mod audit;
 pub mod certs;

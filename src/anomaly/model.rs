@@ -1,0 +1,445 @@
+//! The per-bot behavioural model: what is learned, and how each request and
+//! run is scored. One model serves both `botward analyze` (offline) and
+//! online scoring in `serve`; its size is fixed whatever the traffic.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use jiff::tz::TimeZone;
+use jiff::{SignedDuration, Timestamp};
+use serde::{Deserialize, Serialize};
+
+use super::{fmt_ts, Finding};
+
+/// Requests of one bot closer together than this form one run.
+pub const RUN_GAP: SignedDuration = SignedDuration::from_mins(5);
+/// Window for `denied_burst`.
+const DENIAL_WINDOW: SignedDuration = SignedDuration::from_mins(10);
+/// Caps that keep a model's memory fixed.
+const MAX_SECRETS: usize = 1024;
+const MAX_BIGRAMS: usize = 8192;
+const MAX_SOURCES: usize = 256;
+const MAX_SIZES: usize = 256;
+const MAX_EVIDENCE: usize = 20;
+const MAX_SEQ: usize = 256;
+
+/// One request, as the detectors see it.
+pub struct Event<'a> {
+    pub ts: Timestamp,
+    pub kind: &'a str,
+    pub secret: Option<&'a str>,
+    pub denied: bool,
+    /// `host|transport|uid|exe`.
+    pub source: String,
+    pub id: &'a str,
+}
+
+/// `host|transport|uid|exe`, the parts of a request's source.
+pub fn source_key(host: &str, transport: &str, uid: Option<u32>, exe: Option<&str>) -> String {
+    format!(
+        "{host}|{transport}|{}|{}",
+        uid.map(|u| u.to_string()).unwrap_or_default(),
+        exe.unwrap_or("")
+    )
+}
+
+/// The learned behaviour of one bot, and its run in progress.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct BotModel {
+    pub name: String,
+    first_seen: Timestamp,
+    train_until: Timestamp,
+    /// Run starts per hour of the week (Monday 00:00 = 0), local time.
+    starts: Vec<u32>,
+    /// Run sizes in the same class of day (month end or not).
+    sizes: BTreeMap<bool, VecDeque<u32>>,
+    secrets: BTreeSet<String>,
+    /// Secret order within runs: "a>b", with "^" for a run's start and "$"
+    /// for its end.
+    bigrams: BTreeSet<String>,
+    /// Known values per source part: host, transport, uid, exe.
+    sources: [BTreeSet<String>; 4],
+    max_denials: u32,
+    run: Option<Run>,
+    scored_from: Option<Timestamp>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Run {
+    start: Timestamp,
+    last: Timestamp,
+    count: u32,
+    month_end: bool,
+    seq: Vec<String>,
+    evidence: Vec<String>,
+    denials: VecDeque<Timestamp>,
+    /// Detectors already fired for this run, with their scores.
+    fired: BTreeMap<String, u8>,
+    scoring: bool,
+}
+
+/// What one request triggered, for online scoring.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Verdict {
+    pub score: u8,
+    pub detectors: Vec<&'static str>,
+}
+
+// === impl BotModel ===
+
+impl BotModel {
+    pub fn new(name: &str, first_seen: Timestamp, train_days: u32) -> BotModel {
+        BotModel {
+            name: name.to_owned(),
+            first_seen,
+            train_until: first_seen + SignedDuration::from_hours(24 * i64::from(train_days)),
+            starts: vec![0; 168],
+            sizes: BTreeMap::new(),
+            secrets: BTreeSet::new(),
+            bigrams: BTreeSet::new(),
+            sources: Default::default(),
+            max_denials: 0,
+            run: None,
+            scored_from: None,
+        }
+    }
+
+    pub fn training(&self, ts: Timestamp) -> bool {
+        ts < self.train_until
+    }
+
+    /// Bot-days scored up to `end`.
+    pub fn scored_days(&self, end: Timestamp) -> f64 {
+        match self.scored_from {
+            Some(from) if end > from => end.duration_since(from).as_secs_f64() / 86_400.0,
+            _ => 0.0,
+        }
+    }
+
+    /// Takes one request: learns during training, scores after. Findings of
+    /// closed runs and of single requests go to `findings`; the return value
+    /// is this request's verdict for online scoring.
+    pub fn observe(
+        &mut self,
+        ev: &Event<'_>,
+        tz: &TimeZone,
+        findings: &mut Vec<Finding>,
+    ) -> Verdict {
+        let mut verdict = Verdict::default();
+        if self
+            .run
+            .as_ref()
+            .is_some_and(|r| ev.ts.duration_since(r.last) > RUN_GAP)
+        {
+            self.close_run(findings);
+        }
+        let scoring = !self.training(ev.ts);
+        if scoring && self.scored_from.is_none() {
+            self.scored_from = Some(self.train_until.max(self.first_seen));
+        }
+        if self.run.is_none() {
+            let local = ev.ts.to_zoned(tz.clone());
+            let how = local.weekday().to_monday_zero_offset() as usize * 24 + local.hour() as usize;
+            let month_end = local.date().last_of_month().day() - local.day() < 3;
+            let mut run = Run {
+                start: ev.ts,
+                last: ev.ts,
+                count: 0,
+                month_end,
+                seq: Vec::new(),
+                evidence: Vec::new(),
+                denials: VecDeque::new(),
+                fired: BTreeMap::new(),
+                scoring,
+            };
+            if scoring && !self.schedule_allows(how) {
+                run.fired.insert("off_schedule".into(), 80);
+                verdict.add("off_schedule", 80);
+            } else {
+                self.starts[how] += 1;
+            }
+            self.run = Some(run);
+        }
+        let run = self.run.as_mut().expect("run started above");
+        run.last = ev.ts;
+        // A run's size and order are the work it did: denied requests count
+        // only towards denied_burst.
+        if !ev.denied {
+            run.count += 1;
+        }
+        if run.evidence.len() < MAX_EVIDENCE && !ev.id.is_empty() {
+            run.evidence.push(ev.id.to_owned());
+        }
+
+        // new_secret and sequence_change.
+        if ev.kind == "secret.read" {
+            if let Some(s) = ev.secret {
+                let known = self.secrets.contains(s);
+                if !known && scoring {
+                    verdict.add("new_secret", if ev.denied { 85 } else { 75 });
+                    findings.push(self.finding(
+                        "new_secret",
+                        if ev.denied { 85 } else { 75 },
+                        ev.ts,
+                        ev.ts,
+                        serde_json::json!({"secret": s, "denied": ev.denied}),
+                        serde_json::json!(self.secrets.iter().take(10).collect::<Vec<_>>()),
+                        format!(
+                            "{} asked for {s:?}, a secret it never used before",
+                            self.name
+                        ),
+                        vec![ev.id.to_owned()],
+                    ));
+                }
+                if !known && self.secrets.len() < MAX_SECRETS {
+                    self.secrets.insert(s.to_owned());
+                }
+                let run = self.run.as_mut().expect("run");
+                if !ev.denied
+                    && run.seq.last().map(String::as_str) != Some(s)
+                    && run.seq.len() < MAX_SEQ
+                {
+                    let prev = run.seq.last().cloned().unwrap_or_else(|| "^".into());
+                    run.seq.push(s.to_owned());
+                    let bigram = format!("{prev}>{s}");
+                    // Bigrams with a new secret are new_secret's business.
+                    if known
+                        && (prev == "^" || self.secrets.contains(&prev))
+                        && !self.bigrams.contains(&bigram)
+                    {
+                        if scoring && !run.fired.contains_key("sequence_change") {
+                            run.fired.insert("sequence_change".into(), 65);
+                            verdict.add("sequence_change", 65);
+                        }
+                    }
+                    if self.bigrams.len() < MAX_BIGRAMS {
+                        self.bigrams.insert(bigram);
+                    }
+                }
+            }
+        }
+
+        // new_source.
+        let parts: Vec<&str> = ev.source.splitn(4, '|').collect();
+        let mut new_parts = Vec::new();
+        for (i, p) in parts.iter().enumerate() {
+            if p.is_empty() || self.sources[i].contains(*p) {
+                continue;
+            }
+            if scoring {
+                new_parts.push(format!("{}={p}", ["host", "transport", "uid", "exe"][i]));
+            }
+            if self.sources[i].len() < MAX_SOURCES {
+                self.sources[i].insert((*p).to_owned());
+            }
+        }
+        if !new_parts.is_empty() {
+            verdict.add("new_source", 70);
+            findings.push(self.finding("new_source", 70, ev.ts, ev.ts, serde_json::json!(new_parts),
+                serde_json::json!({"host": self.sources[0], "transport": self.sources[1], "uid": self.sources[2], "exe": self.sources[3]}),
+                format!("{} called from a new source: {}", self.name, new_parts.join(", ")), vec![ev.id.to_owned()]));
+        }
+
+        // denied_burst.
+        let run = self.run.as_mut().expect("run");
+        if ev.denied {
+            run.denials.push_back(ev.ts);
+            while run
+                .denials
+                .front()
+                .is_some_and(|t| ev.ts.duration_since(*t) > DENIAL_WINDOW)
+            {
+                run.denials.pop_front();
+            }
+            let n = run.denials.len() as u32;
+            if !scoring {
+                self.max_denials = self.max_denials.max(n);
+            } else if n >= (2 * self.max_denials + 1).max(5)
+                && !run.fired.contains_key("denied_burst")
+            {
+                run.fired.insert("denied_burst".into(), 80);
+                verdict.add("denied_burst", 80);
+            }
+        }
+
+        // volume_spike, as soon as the run outgrows its class.
+        let run = self.run.as_ref().expect("run");
+        if scoring && !run.fired.contains_key("volume_spike") {
+            if let Some(limit) = self.size_limit(run.month_end) {
+                if run.count > limit {
+                    let run = self.run.as_mut().expect("run");
+                    run.fired.insert("volume_spike".into(), 75);
+                    verdict.add("volume_spike", 75);
+                }
+            }
+        }
+        verdict
+    }
+
+    /// Closes the run in progress, e.g. at the end of a log.
+    pub fn finish(&mut self, _tz: &TimeZone, findings: &mut Vec<Finding>) {
+        if self.run.is_some() {
+            self.close_run(findings);
+        }
+    }
+
+    fn close_run(&mut self, findings: &mut Vec<Finding>) {
+        let Some(run) = self.run.take() else { return };
+        if !run.fired.contains_key("volume_spike") {
+            let sizes = self.sizes.entry(run.month_end).or_default();
+            sizes.push_back(run.count);
+            if sizes.len() > MAX_SIZES {
+                sizes.pop_front();
+            }
+        }
+        for (detector, score) in &run.fired {
+            let (actual, typical, explanation) = match detector.as_str() {
+                "off_schedule" => (
+                    serde_json::json!(fmt_ts(run.start)),
+                    self.typical_schedule(),
+                    format!("{} started a run at an hour it never runs", self.name),
+                ),
+                "volume_spike" => {
+                    let (median, mad) = self.size_stats(run.month_end).unwrap_or((0, 0));
+                    (
+                        serde_json::json!({"requests": run.count}),
+                        serde_json::json!({"median": median, "mad": mad, "limit": self.size_limit(run.month_end)}),
+                        format!(
+                            "{} made {} requests in one run; typically {median}",
+                            self.name, run.count
+                        ),
+                    )
+                }
+                "sequence_change" => (
+                    serde_json::json!(run.seq),
+                    serde_json::json!({"known_transitions": self.bigrams.len()}),
+                    format!(
+                        "{} read its secrets in an order never seen: {}",
+                        self.name,
+                        run.seq.join(" > ")
+                    ),
+                ),
+                "denied_burst" => (
+                    serde_json::json!({"denials": run.denials.len()}),
+                    serde_json::json!({"max_denials_in_10_min": self.max_denials}),
+                    format!("{} was denied repeatedly", self.name),
+                ),
+                _ => continue,
+            };
+            findings.push(self.finding(
+                detector,
+                *score,
+                run.start,
+                run.last,
+                actual,
+                typical,
+                explanation,
+                run.evidence.clone(),
+            ));
+        }
+    }
+
+    /// Whether a run may start at hour-of-week `how`: the bot started runs
+    /// within an hour of it on the same weekday, or at that hour on at
+    /// least two days of the same kind (workday or weekend).
+    fn schedule_allows(&self, how: usize) -> bool {
+        let (day, hour) = (how / 24, how % 24);
+        let near = |d: usize| (0..3).map(move |k| d * 24 + (hour + 23 + k) % 24);
+        if near(day).any(|i| self.starts[i] > 0) {
+            return true;
+        }
+        let weekend = day >= 5;
+        let same_kind: u32 = (0..7)
+            .filter(|d| (*d >= 5) == weekend)
+            .flat_map(near)
+            .map(|i| self.starts[i])
+            .sum();
+        same_kind >= 2
+    }
+
+    fn typical_schedule(&self) -> serde_json::Value {
+        let hours = |days: std::ops::Range<usize>| -> Vec<u32> {
+            (0..24)
+                .filter(|h| days.clone().any(|d| self.starts[d * 24 + *h as usize] > 0))
+                .collect()
+        };
+        serde_json::json!({"workday_hours": hours(0..5), "weekend_hours": hours(5..7)})
+    }
+
+    fn size_stats(&self, month_end: bool) -> Option<(u32, u32)> {
+        let sizes = self
+            .sizes
+            .get(&month_end)
+            .filter(|s| s.len() >= 3)
+            .or_else(|| self.sizes.get(&!month_end).filter(|s| s.len() >= 3))?;
+        let mut v: Vec<u32> = sizes.iter().copied().collect();
+        v.sort_unstable();
+        let median = v[v.len() / 2];
+        let mut dev: Vec<u32> = v.iter().map(|x| x.abs_diff(median)).collect();
+        dev.sort_unstable();
+        Some((median, dev[dev.len() / 2]))
+    }
+
+    /// The most requests a run of this class (month end or not) may make
+    /// before it is a spike: robust (median + 6 MAD, at least 5 more than
+    /// the median) and at least half again the largest run seen. A class
+    /// with few runs so far borrows the other class's limit when that is
+    /// higher, so a bot that grows is not flagged on its first month end.
+    fn size_limit(&self, month_end: bool) -> Option<u32> {
+        let class_limit = |class: bool| -> Option<f64> {
+            let sizes = self.sizes.get(&class).filter(|s| s.len() >= 3)?;
+            let mut v: Vec<u32> = sizes.iter().copied().collect();
+            v.sort_unstable();
+            let median = v[v.len() / 2] as f64;
+            let mut dev: Vec<f64> = v.iter().map(|x| (*x as f64 - median).abs()).collect();
+            dev.sort_by(|a, b| a.total_cmp(b));
+            let mad = dev[dev.len() / 2];
+            let max = *v.last().expect("not empty") as f64;
+            Some((median + (6.0 * 1.4826 * mad).max(median * 0.5).max(5.0)).max(max * 1.5))
+        };
+        let own = class_limit(month_end);
+        let other = class_limit(!month_end);
+        let sparse = self.sizes.get(&month_end).is_none_or(|s| s.len() < 10);
+        let limit = match (own, other) {
+            (Some(a), Some(b)) if sparse => a.max(b),
+            (Some(a), _) => a,
+            (None, b) => b?,
+        };
+        Some(limit.ceil() as u32)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn finding(
+        &self,
+        detector: &str,
+        score: u8,
+        start: Timestamp,
+        end: Timestamp,
+        actual: serde_json::Value,
+        typical: serde_json::Value,
+        explanation: String,
+        evidence: Vec<String>,
+    ) -> Finding {
+        Finding {
+            bot: self.name.clone(),
+            detector: detector.to_owned(),
+            score,
+            start: fmt_ts(start),
+            end: fmt_ts(end),
+            actual,
+            typical,
+            explanation,
+            evidence: evidence.into_iter().filter(|e| !e.is_empty()).collect(),
+        }
+    }
+}
+
+// === impl Verdict ===
+
+impl Verdict {
+    fn add(&mut self, detector: &'static str, score: u8) {
+        self.score = self.score.max(score);
+        if !self.detectors.contains(&detector) {
+            self.detectors.push(detector);
+        }
+    }
+}

@@ -15,6 +15,7 @@
 //! [`model`] holds the per-bot model, shared by `botward analyze` and online
 //! scoring in `serve`; [`scenario`] generates labelled test logs.
 
+pub mod html;
 pub mod model;
 pub mod scenario;
 

@@ -17,6 +17,7 @@
 
 pub mod html;
 pub mod model;
+pub mod online;
 pub mod scenario;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -45,7 +46,7 @@ pub struct Finding {
 /// Options of an analysis.
 #[derive(Clone, Debug)]
 pub struct Options {
-    pub train_days: u32,
+    pub train: jiff::SignedDuration,
     pub tz: TimeZone,
 }
 
@@ -169,12 +170,12 @@ impl Analyzer {
             id: r.id.as_deref().unwrap_or(""),
         };
         let tz = self.opts.tz.clone();
-        let train = self.opts.train_days;
+        let train = self.opts.train;
         let model = self
             .bots
             .entry(bot.to_owned())
             .or_insert_with(|| BotModel::new(bot, ts, train));
-        model.observe(&ev, &tz, &mut self.out.findings);
+        model.observe(&ev, &tz, &mut self.out.findings, true);
     }
 
     fn grant_changes(&mut self, r: &Light<'_>, ts: Timestamp) {
@@ -281,7 +282,16 @@ impl Analyzer {
         // Unused grants over 30, 60 and 90 days, judged at the end of the log.
         let day = jiff::SignedDuration::from_hours(24);
         for (bot, secrets) in &self.grants.current {
-            let mut used = Vec::new();
+            let used: Vec<String> = secrets
+                .iter()
+                .filter(|s| {
+                    self.grants
+                        .last_use
+                        .get(&(bot.clone(), (*s).clone()))
+                        .is_some_and(|l| end.duration_since(*l) < day * 90)
+                })
+                .cloned()
+                .collect();
             for s in secrets {
                 let key = (bot.clone(), s.clone());
                 let last = self.grants.last_use.get(&key).copied();
@@ -293,10 +303,7 @@ impl Analyzer {
                     .or(self.first_ts)
                     .unwrap_or(end);
                 let idle_from = last.unwrap_or(since);
-                let idle_days = (end.duration_since(idle_from).as_secs() / 86_400) as i64;
-                if last.is_some_and(|l| end.duration_since(l) < day * 90) {
-                    used.push(s.clone());
-                }
+                let idle_days = end.duration_since(idle_from).as_secs() / 86_400;
                 let Some(&threshold) = [90i64, 60, 30].iter().find(|t| idle_days >= **t) else {
                     continue;
                 };
@@ -311,10 +318,11 @@ impl Analyzer {
                     start: fmt_ts(idle_from),
                     end: fmt_ts(end),
                     actual: serde_json::json!({"secret": s, "idle_days": idle_days, "last_used": last.map(fmt_ts)}),
-                    typical: serde_json::json!(format!("used within {threshold} days")),
+                    typical: serde_json::json!({"used_within_days": threshold, "suggested_grant": used}),
                     explanation: format!(
-                        "{bot} is granted {s:?} but has not read it in {idle_days} days ({})",
-                        last.map_or("never read in this log".into(), |l| format!("last read {}", fmt_ts(l)))
+                        "{bot} is granted {s:?} but has not read it in {idle_days} days ({}); suggested grant: [{}]",
+                        last.map_or("never read in this log".into(), |l| format!("last read {}", fmt_ts(l))),
+                        used.join(", ")
                     ),
                     evidence: Vec::new(),
                 });

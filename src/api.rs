@@ -17,6 +17,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::audit::{Backend, Decision, Record};
+use crate::config::AnomalyAction;
 use crate::config::{is_valid_name, Config};
 use crate::error::ApiError;
 use crate::leases::Held;
@@ -184,12 +185,38 @@ async fn serve(
         (Route::Renew { .. }, Some(h)) => policy::Request::Secret(&h.secret),
         _ => policy::Request::Metadata,
     };
+    let now = jiff::Timestamp::now();
     let cx = policy::Context {
-        now: jiff::Timestamp::now(),
+        now,
         peer: &conn.facts,
     };
-    if let policy::Decision::Deny(reason) = policy::decide(Some(bot), request, &cx) {
+    let decision = policy::decide(Some(bot), request, &cx);
+    let anomaly = score(
+        shared,
+        bot,
+        rec,
+        &conn.peer,
+        now,
+        matches!(decision, policy::Decision::Deny(_)),
+    );
+    if let policy::Decision::Deny(reason) = decision {
         return Err(denied(reason));
+    }
+    if anomaly.score >= bot.anomaly.threshold && !anomaly.detectors.is_empty() {
+        let alert = serde_json::json!({
+            "bot": bot.name, "score": anomaly.score, "detectors": anomaly.detectors,
+            "request_id": id, "kind": rec.kind, "secret": rec.secret, "ts": rec.ts,
+        });
+        tracing::warn!(bot = %bot.name, score = anomaly.score, detectors = ?anomaly.detectors, "Anomalous request");
+        match bot.anomaly.action {
+            AnomalyAction::Log => {}
+            AnomalyAction::Alert => {
+                if let Some(s) = &shared.scorer {
+                    s.alert(alert);
+                }
+            }
+            AnomalyAction::Deny => return Err(ApiError::Forbidden("anomaly")),
+        }
     }
     match route {
         Route::Release { .. } => {
@@ -348,6 +375,50 @@ async fn serve(
             Ok(Reply::Json(json(&body, estimate)))
         }
     }
+}
+
+/// Scores the request online and records the verdict in the audit record.
+fn score(
+    shared: &Shared,
+    bot: &crate::config::BotDef,
+    rec: &mut Record,
+    peer: &crate::audit::Peer,
+    now: jiff::Timestamp,
+    denied: bool,
+) -> crate::anomaly::model::Verdict {
+    let Some(scorer) = &shared.scorer else {
+        return Default::default();
+    };
+    let tz = bot
+        .schedule
+        .as_ref()
+        .map(|s| s.time_zone())
+        .unwrap_or_else(jiff::tz::TimeZone::system);
+    let transport = match peer.transport {
+        crate::audit::Transport::Tcp => "tcp",
+        crate::audit::Transport::Unix => "unix",
+    };
+    let ev = crate::anomaly::Event {
+        ts: now,
+        kind: rec.kind,
+        secret: rec.secret.as_deref(),
+        denied,
+        source: crate::anomaly::model::source_key(
+            &rec.host,
+            transport,
+            peer.uid,
+            peer.exe.as_deref(),
+        ),
+        id: &rec.id,
+    };
+    let verdict = scorer.score(
+        &bot.name,
+        &tz,
+        &ev,
+        bot.anomaly.action != AnomalyAction::Deny,
+    );
+    rec.anomaly = Some(serde_json::json!({"score": verdict.score, "detectors": verdict.detectors}));
+    verdict
 }
 
 /// The part of a lease ID before its random suffix: the Vault path it came

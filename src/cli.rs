@@ -69,6 +69,20 @@ pub enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Anomaly and least-privilege analysis of audit logs.
+    Analyze {
+        /// Days of each bot's history to learn from before scoring.
+        #[arg(long, default_value_t = 28)]
+        train_days: u32,
+        /// Time zone of the bot hosts (default: this system's zone).
+        #[arg(long)]
+        tz: Option<String>,
+        /// text, json or html
+        #[arg(long, default_value = "text")]
+        format: String,
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
     /// One-command local demo with a real OpenBao dev server.
     Dev {
         /// Working folder for the demo files (removed on exit unless --keep).
@@ -189,6 +203,12 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Exec { env, conn, command } => runtime().block_on(exec(env, conn, command)),
         Command::Certs { command } => certs(command),
         Command::Audit { command } => audit(command),
+        Command::Analyze {
+            train_days,
+            tz,
+            format,
+            files,
+        } => analyze(train_days, tz.as_deref(), &format, &files),
         Command::Dev { dir, port, keep } => runtime().block_on(dev(dir, port, keep)),
     }
 }
@@ -264,6 +284,12 @@ pub async fn serve_until(
     };
     let listen = config.listen.clone();
     let lease_ledger = config.lease_ledger.clone();
+    let anomaly = config.anomaly.clone();
+    let grants: serde_json::Map<String, serde_json::Value> = config
+        .bots
+        .values()
+        .map(|b| (b.name.clone(), serde_json::json!(b.secrets)))
+        .collect();
     let runtime = match Runtime::build(config, None, lease_key) {
         Ok(r) => r,
         Err(e) => {
@@ -285,7 +311,16 @@ pub async fn serve_until(
             return ExitCode::from(EX_UNAVAILABLE);
         }
     };
-    let shared = Shared::new(runtime, audit, Arc::new(leases), config_path);
+    let scorer = anomaly
+        .enabled
+        .then(|| Arc::new(crate::anomaly::online::Scorer::open(&anomaly)));
+    let shared = Shared::new(
+        runtime,
+        audit,
+        Arc::new(leases),
+        scorer.clone(),
+        config_path,
+    );
     if let Err(error) = shared.runtime().vault.ensure_login().await {
         warn!(%error, "Vault login failed at start; botward retries on each request");
     }
@@ -305,7 +340,7 @@ pub async fn serve_until(
             "server.start",
             Decision::Allow,
             None,
-            Some(serde_json::json!({"version": env!("CARGO_PKG_VERSION"), "listen": where_, "hardening": hardening})),
+            Some(serde_json::json!({"version": env!("CARGO_PKG_VERSION"), "listen": where_, "hardening": hardening, "grants": grants})),
         )
         .await;
     info!(listen = %where_, "botward ready");
@@ -316,10 +351,28 @@ pub async fn serve_until(
     let reloader = tokio::spawn(reload_on_sighup(shared.clone()));
     let watcher = tokio::spawn(server::watch_files(shared.clone(), Duration::from_secs(2)));
     let reaper = tokio::spawn(server::reap_leases(shared.clone(), Duration::from_secs(1)));
+    let saver = scorer.clone().map(|s| {
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                if let Err(e) = s.save() {
+                    warn!(error = %e, "Cannot save anomaly baselines");
+                }
+            }
+        })
+    });
     server::run(shared.clone(), listeners, shutdown, Duration::from_secs(20)).await;
     reloader.abort();
     watcher.abort();
     reaper.abort();
+    if let Some(s) = saver {
+        s.abort();
+    }
+    if let Some(s) = &scorer {
+        if let Err(e) = s.save() {
+            warn!(error = %e, "Cannot save anomaly baselines");
+        }
+    }
     let left = shared.revoke_all("shutdown").await;
     if left > 0 {
         warn!(
@@ -718,6 +771,74 @@ fn certs(command: CertsCommand) -> ExitCode {
         })(),
     };
     match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("botward: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn analyze(train_days: u32, tz: Option<&str>, format: &str, files: &[PathBuf]) -> ExitCode {
+    use std::io::BufRead;
+    let tz = match tz {
+        None => jiff::tz::TimeZone::system(),
+        Some(name) => match jiff::tz::TimeZone::get(name) {
+            Ok(tz) => tz,
+            Err(_) => {
+                eprintln!("botward: unknown time zone {name:?}");
+                return ExitCode::from(EX_USAGE);
+            }
+        },
+    };
+    if !matches!(format, "text" | "json" | "html") {
+        eprintln!("botward: --format is text, json or html");
+        return ExitCode::from(EX_USAGE);
+    }
+    let files = match crate::audit::verify::order_files(files) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("botward: {e}");
+            return ExitCode::from(EX_USAGE);
+        }
+    };
+    let train = jiff::SignedDuration::from_hours(24 * i64::from(train_days));
+    let mut analyzer = crate::anomaly::Analyzer::new(crate::anomaly::Options { train, tz });
+    let mut line = Vec::with_capacity(4096);
+    for f in &files {
+        let file = match std::fs::File::open(f) {
+            Ok(file) => file,
+            Err(e) => {
+                eprintln!("botward: {}: {e}", f.display());
+                return ExitCode::from(EX_USAGE);
+            }
+        };
+        let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
+        loop {
+            line.clear();
+            match reader.read_until(b'\n', &mut line) {
+                Ok(0) => break,
+                Ok(_) => analyzer.line(&line),
+                Err(e) => {
+                    eprintln!("botward: {}: {e}", f.display());
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+    }
+    let analysis = analyzer.finish();
+    for w in &analysis.warnings {
+        eprintln!("botward: warning: {w}");
+    }
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let written = match format {
+        "json" => serde_json::to_writer_pretty(&mut out, &analysis.findings)
+            .map_err(std::io::Error::other)
+            .and_then(|_| writeln!(out)),
+        "html" => crate::anomaly::html::html(&analysis, &mut out),
+        _ => out.write_all(crate::anomaly::text(&analysis).as_bytes()),
+    };
+    match written.and_then(|_| out.flush()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("botward: {e}");

@@ -25,6 +25,7 @@ pub struct Config {
     pub audit: Audit,
     pub limits: Limits,
     pub hardening: Hardening,
+    pub anomaly: AnomalySettings,
     /// The lease ledger file.
     pub lease_ledger: PathBuf,
     pub secrets: BTreeMap<String, SecretDef>,
@@ -154,6 +155,44 @@ pub struct BotDef {
     pub secrets: BTreeSet<String>,
     pub schedule: Option<Schedule>,
     pub processes: Vec<ProcessRule>,
+    /// What online anomaly scoring does above the threshold.
+    pub anomaly: AnomalyPolicy,
+}
+
+/// A bot's response to anomalous requests.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AnomalyPolicy {
+    pub action: AnomalyAction,
+    /// 0-100; requests scoring at least this trigger the action.
+    pub threshold: u8,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AnomalyAction {
+    Log,
+    Alert,
+    Deny,
+}
+
+impl Default for AnomalyPolicy {
+    fn default() -> Self {
+        AnomalyPolicy {
+            action: AnomalyAction::Log,
+            threshold: 70,
+        }
+    }
+}
+
+/// Online scoring for every bot.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AnomalySettings {
+    pub enabled: bool,
+    /// How long each bot's baseline is learned before it is scored.
+    pub train: Duration,
+    /// Where `alert` actions POST a JSON alert.
+    pub webhook: Option<String>,
+    /// Where baselines persist across restarts.
+    pub state: PathBuf,
 }
 
 /// A process a bot may run as. Unset parts match anything, but at least one
@@ -192,6 +231,8 @@ struct RawConfig {
     hardening: RawHardening,
     #[serde(default)]
     leases: RawLeases,
+    #[serde(default)]
+    anomaly: RawAnomaly,
     #[serde(default)]
     meta: RawMeta,
     #[serde(default, rename = "secret")]
@@ -319,6 +360,23 @@ struct RawBot {
     schedule: Option<Spanned<String>>,
     #[serde(default)]
     processes: Vec<Spanned<RawProcess>>,
+    anomaly: Option<Spanned<RawBotAnomaly>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBotAnomaly {
+    action: Option<String>,
+    threshold: Option<u8>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAnomaly {
+    enabled: Option<bool>,
+    train: Option<Spanned<String>>,
+    webhook: Option<Spanned<String>>,
+    state: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -448,6 +506,7 @@ impl Validator<'_> {
         let tls = self.tls(raw.tls);
         let vault = self.vault(raw.vault);
         let audit = self.audit(raw.audit);
+        let audit_state_dir = audit.state_dir.clone();
         let lease_ledger = match &raw.leases.ledger {
             Some(p) => self.path(p),
             None => audit.state_dir.join("leases.json"),
@@ -462,6 +521,27 @@ impl Validator<'_> {
             audit,
             limits,
             lease_ledger,
+            anomaly: AnomalySettings {
+                enabled: raw.anomaly.enabled.unwrap_or(true),
+                train: match &raw.anomaly.train {
+                    None => Duration::from_secs(28 * 86_400),
+                    Some(t) => crate::leases::parse_duration(t.get_ref()).unwrap_or_else(|e| {
+                        self.problem(t, format!("anomaly.train: {e}"));
+                        Duration::from_secs(28 * 86_400)
+                    }),
+                },
+                webhook: raw.anomaly.webhook.as_ref().map(|w| {
+                    if !(w.get_ref().starts_with("http://") || w.get_ref().starts_with("https://"))
+                    {
+                        self.problem(w, "anomaly.webhook must be an http(s) URL");
+                    }
+                    w.get_ref().clone()
+                }),
+                state: match &raw.anomaly.state {
+                    Some(p) => self.path(p),
+                    None => audit_state_dir.join("baselines.json"),
+                },
+            },
             hardening: Hardening {
                 mlock: raw.hardening.mlock.unwrap_or(true),
                 disable_core_dumps: raw.hardening.disable_core_dumps.unwrap_or(true),
@@ -947,6 +1027,23 @@ impl Validator<'_> {
                     exe: r.exe.as_ref().map(PathBuf::from),
                 });
             }
+            let mut anomaly = AnomalyPolicy::default();
+            if let Some(a) = &b.anomaly {
+                let r = a.get_ref();
+                match r.action.as_deref() {
+                    None | Some("log") => {}
+                    Some("alert") => anomaly.action = AnomalyAction::Alert,
+                    Some("deny") => anomaly.action = AnomalyAction::Deny,
+                    Some(other) => self.problem(a, format!("bot {name:?}: anomaly.action {other:?} is not \"log\", \"alert\" or \"deny\"")),
+                }
+                match r.threshold {
+                    Some(t) if t <= 100 => anomaly.threshold = t,
+                    Some(_) => {
+                        self.problem(a, format!("bot {name:?}: anomaly.threshold must be 0-100"))
+                    }
+                    None => {}
+                }
+            }
             if out.contains_key(&name) {
                 self.problem(&b.name, format!("bot {name:?} is defined twice"));
                 continue;
@@ -961,6 +1058,7 @@ impl Validator<'_> {
                     secrets: granted,
                     schedule,
                     processes,
+                    anomaly,
                 },
             );
         }

@@ -124,6 +124,9 @@ impl fmt::Display for ApiError {
             ApiError::Forbidden("process_unverifiable") => f.write_str(
                 "this bot is bound to processes; connect over the unix socket so the process can be verified",
             ),
+            ApiError::Forbidden("anomaly") => {
+                f.write_str("this request is far outside this bot's usual behaviour and was refused")
+            }
             ApiError::Forbidden("lease_not_owned") => {
                 f.write_str("that lease was not issued to this bot")
             }

@@ -204,6 +204,10 @@ impl Schedule {
         &self.source
     }
 
+    pub fn time_zone(&self) -> TimeZone {
+        self.tz.clone()
+    }
+
     pub fn time_zone_name(&self) -> Option<&str> {
         self.tz.iana_name()
     }
@@ -294,6 +298,7 @@ mod tests {
                 .collect::<BTreeSet<_>>(),
             schedule: schedule.map(|s| Schedule::parse(s).unwrap()),
             processes,
+            anomaly: Default::default(),
         }
     }
 

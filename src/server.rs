@@ -41,6 +41,8 @@ pub struct Shared {
     runtime: RwLock<Arc<Runtime>>,
     pub audit: Arc<AuditLog>,
     pub leases: Arc<crate::leases::Leases>,
+    /// Online anomaly scoring, when enabled.
+    pub scorer: Option<Arc<crate::anomaly::online::Scorer>>,
     config_path: PathBuf,
     lease_key: Arc<ring::hmac::Key>,
     reload_lock: tokio::sync::Mutex<()>,
@@ -111,6 +113,7 @@ impl Shared {
         runtime: Runtime,
         audit: Arc<AuditLog>,
         leases: Arc<crate::leases::Leases>,
+        scorer: Option<Arc<crate::anomaly::online::Scorer>>,
         config_path: PathBuf,
     ) -> Arc<Shared> {
         let lease_key = runtime.lease_key.clone();
@@ -118,6 +121,7 @@ impl Shared {
             runtime: RwLock::new(Arc::new(runtime)),
             audit,
             leases,
+            scorer,
             config_path,
             lease_key,
             reload_lock: Default::default(),
@@ -273,6 +277,9 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<String> {
     }
     if old.audit != new.audit {
         w.push("audit changed; it takes effect at the next restart".to_owned());
+    }
+    if old.anomaly != new.anomaly {
+        w.push("anomaly changed; it takes effect at the next restart".to_owned());
     }
     if old.hardening != new.hardening {
         w.push("hardening changed; it takes effect at the next restart".to_owned());

@@ -37,7 +37,7 @@ fn detectors_reach_recall_0_9_with_under_1_false_finding_per_100_bot_days() {
     for seed in [1u64, 2, 3, 4, 5] {
         let sc = generate(seed, 1, 56, 28, &tz);
         let mut a = Analyzer::new(Options {
-            train_days: 28,
+            train: SignedDuration::from_hours(24 * 28),
             tz: tz.clone(),
         });
         for line in &sc.lines {
@@ -109,4 +109,89 @@ fn detectors_reach_recall_0_9_with_under_1_false_finding_per_100_bot_days() {
         );
     }
     assert!(rate <= 1.0, "{rate:.2} false findings per 100 bot-days");
+}
+
+#[test]
+fn least_privilege_findings_and_the_cli_formats() {
+    let tz = TimeZone::get("Europe/Berlin").unwrap();
+    let sc = generate(11, 1, 56, 28, &tz);
+    let dir = std::env::temp_dir().join(format!("botward-analyze-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let log = dir.join("audit.jsonl");
+    std::fs::write(&log, sc.lines.join("\n") + "\n").unwrap();
+    let run = |format: &str| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_botward"))
+            .args([
+                "analyze",
+                "--train-days",
+                "28",
+                "--tz",
+                "Europe/Berlin",
+                "--format",
+                format,
+            ])
+            .arg(&log)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (json, stderr) = run("json");
+    assert!(
+        stderr.contains("no chain fields"),
+        "unverified logs are analysed with a warning: {stderr}"
+    );
+    let findings: Vec<serde_json::Value> = serde_json::from_str(&json).unwrap();
+    assert!(!findings.is_empty());
+    for f in &findings {
+        for key in [
+            "bot",
+            "detector",
+            "score",
+            "start",
+            "end",
+            "actual",
+            "typical",
+            "explanation",
+            "evidence",
+        ] {
+            assert!(f.get(key).is_some(), "{key} missing in {f}");
+        }
+        assert!(f["score"].as_u64().unwrap() <= 100);
+    }
+    let unused = findings
+        .iter()
+        .find(|f| f["detector"] == "unused_grant")
+        .expect("an unused grant");
+    assert_eq!(unused["bot"], "invoice-bot");
+    assert_eq!(unused["actual"]["secret"], "legacy-ftp");
+    assert_eq!(
+        unused["typical"]["suggested_grant"],
+        serde_json::json!(["erp-db", "erp-db-login", "sftp"])
+    );
+    let creep = findings
+        .iter()
+        .find(|f| f["detector"] == "privilege_creep")
+        .expect("privilege creep");
+    assert_eq!(creep["bot"], "report-bot");
+    assert_eq!(creep["actual"]["added_grant"], "payroll-db");
+
+    let (text, _) = run("text");
+    assert!(text.contains("suggested minimal grants"), "{text}");
+    assert!(
+        text.contains("invoice-bot: [\"erp-db\", \"erp-db-login\", \"sftp\"]"),
+        "{text}"
+    );
+    let (html, _) = run("html");
+    assert!(
+        html.contains("<svg") && !html.to_lowercase().contains("<script"),
+        "html report"
+    );
 }

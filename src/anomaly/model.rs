@@ -87,11 +87,11 @@ pub struct Verdict {
 // === impl BotModel ===
 
 impl BotModel {
-    pub fn new(name: &str, first_seen: Timestamp, train_days: u32) -> BotModel {
+    pub fn new(name: &str, first_seen: Timestamp, train: SignedDuration) -> BotModel {
         BotModel {
             name: name.to_owned(),
             first_seen,
-            train_until: first_seen + SignedDuration::from_hours(24 * i64::from(train_days)),
+            train_until: first_seen + train,
             starts: vec![0; 168],
             sizes: BTreeMap::new(),
             secrets: BTreeSet::new(),
@@ -117,12 +117,15 @@ impl BotModel {
 
     /// Takes one request: learns during training, scores after. Findings of
     /// closed runs and of single requests go to `findings`; the return value
-    /// is this request's verdict for online scoring.
+    /// is this request's verdict for online scoring. With `learn_flagged`, a
+    /// new secret, source or order is flagged once and then accepted;
+    /// without it (a bot whose anomalies are denied) it stays anomalous.
     pub fn observe(
         &mut self,
         ev: &Event<'_>,
         tz: &TimeZone,
         findings: &mut Vec<Finding>,
+        learn_flagged: bool,
     ) -> Verdict {
         let mut verdict = Verdict::default();
         if self
@@ -190,7 +193,7 @@ impl BotModel {
                         vec![ev.id.to_owned()],
                     ));
                 }
-                if !known && self.secrets.len() < MAX_SECRETS {
+                if !known && self.secrets.len() < MAX_SECRETS && (!scoring || learn_flagged) {
                     self.secrets.insert(s.to_owned());
                 }
                 let run = self.run.as_mut().expect("run");
@@ -211,7 +214,7 @@ impl BotModel {
                             verdict.add("sequence_change", 65);
                         }
                     }
-                    if self.bigrams.len() < MAX_BIGRAMS {
+                    if self.bigrams.len() < MAX_BIGRAMS && (!scoring || learn_flagged) {
                         self.bigrams.insert(bigram);
                     }
                 }
@@ -228,7 +231,7 @@ impl BotModel {
             if scoring {
                 new_parts.push(format!("{}={p}", ["host", "transport", "uid", "exe"][i]));
             }
-            if self.sources[i].len() < MAX_SOURCES {
+            if self.sources[i].len() < MAX_SOURCES && (!scoring || learn_flagged) {
                 self.sources[i].insert((*p).to_owned());
             }
         }

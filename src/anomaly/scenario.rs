@@ -208,6 +208,31 @@ pub fn generate(seed: u64, copies: usize, days: u32, train_days: u32, tz: &TimeZ
         n: 0,
     };
     let mut labels = Vec::new();
+    // The grants in force: each bot's secrets, and for the first bot one it
+    // never uses (an unused grant). Halfway, a reload grants a secret
+    // without a change ticket (privilege creep).
+    let start_ts = w.at(first_day, 0, 1);
+    let mut grants = serde_json::Map::new();
+    for (i, b) in bots.iter().enumerate() {
+        let mut g: Vec<&str> = b.seq.clone();
+        if i == 0 {
+            g.push("legacy-ftp");
+        }
+        grants.insert(b.name.clone(), json!(g));
+    }
+    w.out.push((start_ts, json!({"v": 1, "seq": 0, "ts": start_ts.strftime("%Y-%m-%dT%H:%M:%S%.6fZ").to_string(), "id": "start",
+        "host": "rpa-host-0", "kind": "server.start", "decision": "allow", "status": 0, "latency_us": 0, "bot": null,
+        "detail": {"grants": grants}}).to_string()));
+    let reload_ts = w.at(
+        first_day
+            .checked_add(jiff::Span::new().days(i64::from(days / 2)))
+            .unwrap(),
+        12,
+        0,
+    );
+    w.out.push((reload_ts, json!({"v": 1, "seq": 0, "ts": reload_ts.strftime("%Y-%m-%dT%H:%M:%S%.6fZ").to_string(), "id": "reload",
+        "host": "rpa-host-0", "kind": "config.reload", "decision": "allow", "status": 0, "latency_us": 0, "bot": null,
+        "detail": {"added_grants": [{"bot": bots[1].name, "secret": "payroll-db"}], "removed_grants": [], "change_ticket": null}}).to_string()));
     for (bi, bot) in bots.iter().enumerate() {
         // Which scored day gets which injection, per bot.
         let scored = days - train_days;

@@ -64,6 +64,16 @@ pub async fn handle(
     let rt = shared.runtime();
     let id = request_id();
     let route = parse(req.method(), req.uri());
+    // The methods a path takes, for the Allow header of a 405.
+    let allow = if req.uri().path().starts_with("/v1/leases/") {
+        if req.uri().path().ends_with("/renew") {
+            "POST"
+        } else {
+            "DELETE"
+        }
+    } else {
+        "GET"
+    };
     let kind = match &route {
         Ok(Route::Secret { .. }) => "secret.read",
         Ok(Route::Release { .. }) => "lease.release",
@@ -130,9 +140,10 @@ pub async fn handle(
             err.status(),
             Reply::Json(error_body(&err, &id)),
             &id,
+            allow,
         ));
     }
-    Ok(respond(status, reply, &id))
+    Ok(respond(status, reply, &id, allow))
 }
 
 /// The bot behind the connection, if the current config registers it.
@@ -530,7 +541,7 @@ fn decode_lease_id(raw: &str) -> Result<String, ApiError> {
     }
 }
 
-fn respond(status: StatusCode, reply: Reply, id: &str) -> Response<Body> {
+fn respond(status: StatusCode, reply: Reply, id: &str, allow: &'static str) -> Response<Body> {
     let (ctype, buf) = match reply {
         Reply::Empty => {
             let mut resp = Response::new(Full::new(Bytes::new()));
@@ -552,7 +563,7 @@ fn respond(status: StatusCode, reply: Reply, id: &str) -> Response<Body> {
         h.insert("x-request-id", v);
     }
     if status == StatusCode::METHOD_NOT_ALLOWED {
-        h.insert(ALLOW, HeaderValue::from_static("GET"));
+        h.insert(ALLOW, HeaderValue::from_static(allow));
     }
     resp
 }

@@ -6,7 +6,7 @@
 //! every change.
 
 use std::collections::HashMap;
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -143,20 +143,7 @@ impl Leases {
         leases.sort_by(|a, b| a.issued.cmp(&b.issued).then_with(|| a.id.cmp(&b.id)));
         let body = serde_json::to_vec(&serde_json::json!({ "leases": leases }))
             .map_err(io::Error::other)?;
-        let mut tmp = path.as_os_str().to_owned();
-        tmp.push(".tmp");
-        let tmp = PathBuf::from(tmp);
-        let mut opts = std::fs::OpenOptions::new();
-        opts.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            opts.mode(0o600);
-        }
-        let mut f = opts.open(&tmp)?;
-        f.write_all(&body)?;
-        f.sync_data()?;
-        std::fs::rename(&tmp, path)
+        crate::state_file::replace(path, &body, 0o600)
     }
 }
 

@@ -36,5 +36,6 @@ pub mod leases;
 pub mod policy;
 pub mod secret;
 pub mod server;
+pub mod state_file;
 pub mod tls;
 pub mod vault;

@@ -18,6 +18,7 @@ use std::io::{self, BufWriter, Write};
 use jiff::Timestamp;
 
 use super::{Analysis, Finding};
+use crate::audit::report::{esc, plural, prefix};
 
 /// The detectors, in the order of the summary columns and timeline lanes.
 const DETECTORS: [&str; 8] = [
@@ -615,38 +616,6 @@ fn score_class(score: u8) -> &'static str {
 
 fn score_badge(score: u8) -> String {
     format!("<span class=\"s {}\">{score}</span>", score_class(score))
-}
-
-/// The first `n` characters of `s`, with an ellipsis if cut.
-fn prefix(s: &str, n: usize) -> String {
-    match s.char_indices().nth(n) {
-        Some((i, _)) => format!("{}…", &s[..i]),
-        None => s.to_string(),
-    }
-}
-
-fn plural(n: usize) -> &'static str {
-    if n == 1 {
-        ""
-    } else {
-        "s"
-    }
-}
-
-/// HTML-escapes text for element content and quoted attribute values.
-fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 const HEAD: &str = r#"<!DOCTYPE html>

@@ -6,7 +6,6 @@
 //! so baselines survive restarts. Their size is fixed per bot.
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
@@ -70,20 +69,7 @@ impl Scorer {
             let models = self.models.lock().unwrap_or_else(|e| e.into_inner());
             serde_json::to_vec(&*models).map_err(std::io::Error::other)?
         };
-        let mut tmp = self.state.as_os_str().to_owned();
-        tmp.push(".tmp");
-        let tmp = PathBuf::from(tmp);
-        let mut opts = std::fs::OpenOptions::new();
-        opts.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            opts.mode(0o600);
-        }
-        let mut f = opts.open(&tmp)?;
-        f.write_all(&bytes)?;
-        f.sync_data()?;
-        std::fs::rename(&tmp, &self.state)
+        crate::state_file::replace(&self.state, &bytes, 0o600)
     }
 
     /// Posts an alert to the webhook, if one is configured, without waiting.

@@ -623,14 +623,14 @@ fn tick_time(period: Period<'_>, frac: f64) -> Timestamp {
 }
 
 /// The first `n` characters of `s`, with an ellipsis if cut.
-fn prefix(s: &str, n: usize) -> String {
+pub(crate) fn prefix(s: &str, n: usize) -> String {
     match s.char_indices().nth(n) {
         Some((i, _)) => format!("{}…", &s[..i]),
         None => s.to_string(),
     }
 }
 
-fn plural(n: usize) -> &'static str {
+pub(crate) fn plural(n: usize) -> &'static str {
     if n == 1 {
         ""
     } else {
@@ -639,7 +639,7 @@ fn plural(n: usize) -> &'static str {
 }
 
 /// HTML-escapes text for element content and quoted attribute values.
-fn esc(s: &str) -> String {
+pub(crate) fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {

@@ -632,14 +632,7 @@ fn load_or_create_signer(keys: &KeyFiles) -> io::Result<Signer> {
 /// Replaces the key state file atomically: write, sync, rename, sync.
 fn save_key_state(path: &Path, epoch: u64, raw: &[u8; 32]) -> io::Result<()> {
     let text = Zeroizing::new(format!("{{\"epoch\":{epoch},\"key\":\"{}\"}}\n", hex(raw)));
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    let _ = std::fs::remove_file(&tmp);
-    write_secret_file(&tmp, text.as_bytes(), 0o600)?;
-    std::fs::rename(&tmp, path)?;
-    sync_dir(path);
-    Ok(())
+    crate::state_file::replace(path, text.as_bytes(), 0o600)
 }
 
 fn write_secret_file(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {

@@ -84,7 +84,13 @@ pub async fn handle(
     };
     let mut rec = Record::new(kind, id.clone(), shared.audit.host());
     rec.method = Some(req.method().as_str().to_owned());
-    rec.path = Some(truncate(req.uri().path(), MAX_LOGGED_PATH));
+    // Lease IDs appear in the audit log only as HMACs, the path included.
+    rec.path = Some(match &route {
+        Ok(Route::Release { lease }) => format!("/v1/leases/{}", rt.lease_hmac(lease)),
+        Ok(Route::Renew { lease }) => format!("/v1/leases/{}/renew", rt.lease_hmac(lease)),
+        _ if req.uri().path().starts_with("/v1/leases/") => "/v1/leases/…".into(),
+        _ => truncate(req.uri().path(), MAX_LOGGED_PATH),
+    });
     rec.peer = Some(conn.peer.clone());
     rec.cert = Some(conn.identity.cert.clone());
     rec.bot = conn.identity.bot.clone();
@@ -98,6 +104,13 @@ pub async fn handle(
         Err(e) => authenticate(&conn, &rt.config).and(Err(e)),
         Ok(route) => serve(route, &conn, &rt, &shared, &mut rec, &id, &mut issued).await,
     };
+    if result.is_err() {
+        // A lease issued for a request that then failed (no such field, ...)
+        // is revoked at once: nobody received it.
+        if let Some(lease) = issued.take() {
+            shared.revoke_held(&lease, "request_failed").await;
+        }
+    }
     let (status, reply) = match result {
         Ok(reply) => {
             rec.decision = Decision::Allow;
@@ -255,19 +268,22 @@ async fn serve(
             if remaining == Some(0) {
                 return Err(ApiError::Forbidden("max_use_reached"));
             }
-            let asked = (h.expires.as_second() - h.issued.as_second()).max(1) as u64;
-            let increment = remaining.map_or(asked, |r| r.min(asked));
+            // Ask for the lease's original TTL again, never past max_use.
+            let increment = remaining
+                .map_or(h.ttl_seconds, |r| r.min(h.ttl_seconds))
+                .max(1);
             let info = rt.vault.renew_lease(&h.id, increment).await?;
             let ttl = remaining.map_or(info.ttl_seconds, |r| r.min(info.ttl_seconds));
             let renewed = Held {
-                expires: now + jiff::SignedDuration::from_secs(info.ttl_seconds as i64),
+                expires: now + ttl_duration(info.ttl_seconds),
+                renewable: info.renewable,
                 ..h
             };
             if let Err(e) = shared.leases.update(renewed.clone()) {
                 tracing::warn!(error = %e, "Lease renewed but the ledger could not be updated");
             }
             let body = serde_json::json!({
-                "lease": {"id": renewed.id, "ttl_seconds": ttl, "renewable": remaining.is_none_or(|r| r > ttl)},
+                "lease": {"id": renewed.id, "ttl_seconds": ttl, "renewable": info.renewable && def.renew && remaining.is_none_or(|r| r > ttl)},
                 "request_id": id,
             });
             Ok(Reply::Json(json(&body, 256 + renewed.id.len())))
@@ -329,7 +345,10 @@ async fn serve(
                     bot: bot.name.clone(),
                     secret: name.clone(),
                     issued: now,
-                    expires: now + jiff::SignedDuration::from_secs(lease.ttl_seconds as i64),
+                    expires: now + ttl_duration(lease.ttl_seconds),
+                    ttl_seconds: lease.ttl_seconds,
+                    revoke_attempts: 0,
+                    retry_at: None,
                     max_until,
                     renewable: lease.renewable,
                 };
@@ -430,6 +449,12 @@ fn score(
     );
     rec.anomaly = Some(serde_json::json!({"score": verdict.score, "detectors": verdict.detectors}));
     verdict
+}
+
+/// A TTL from Vault as a duration, capped at ten years so that no value
+/// can overflow a timestamp.
+fn ttl_duration(secs: u64) -> jiff::SignedDuration {
+    jiff::SignedDuration::from_secs(secs.min(10 * 365 * 86_400) as i64)
 }
 
 /// The part of a lease ID before its random suffix: the Vault path it came

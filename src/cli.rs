@@ -170,6 +170,10 @@ pub struct AuditKeyArgs {
     /// The chain seed (hex), `<log>.seed`, to check every record's MAC.
     #[arg(long)]
     pub seed: Option<PathBuf>,
+    /// The log starts at this seq because older files were retired on
+    /// purpose; without it, a log must start at seq 0.
+    #[arg(long)]
+    pub from_seq: Option<u64>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -980,6 +984,19 @@ fn audit_inputs(
         if kf.public.exists() {
             keys.public_key = Some(read_hex(&kf.public)?);
         }
+        // The last record botward saved with its key state: the log must
+        // reach at least that far.
+        if let Ok(text) = std::fs::read_to_string(&kf.state) {
+            let text = zeroize::Zeroizing::new(text);
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) {
+                if let (Some(seq), Some(hash)) = (
+                    v.get("seq").and_then(|s| s.as_u64()),
+                    v.get("hash").and_then(|h| h.as_str()),
+                ) {
+                    keys.anchor = Some((seq, hash.to_owned()));
+                }
+            }
+        }
         if kf.seed.exists() {
             let raw = zeroize::Zeroizing::new(read_hex(&kf.seed)?);
             keys.seed = Some(zeroize::Zeroizing::new(
@@ -1002,6 +1019,7 @@ fn audit_inputs(
                 |_| format!("{}: the seed is not 32 bytes", p.display()),
             )?));
     }
+    keys.from_seq = args.from_seq;
     if files.is_empty() {
         return Err("no audit files given".into());
     }

@@ -164,12 +164,10 @@ impl fmt::Display for VaultError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             VaultError::Unavailable(why) => write!(f, "vault unavailable: {why}"),
-            VaultError::Status { code, errors } if errors.is_empty() => {
-                write!(f, "vault returned status {code}")
-            }
-            VaultError::Status { code, errors } => {
-                write!(f, "vault returned status {code}: {}", errors.join("; "))
-            }
+            // Vault's own error strings can quote backend errors (statements,
+            // user names): they reach debug logs only, never a bot or the
+            // audit log.
+            VaultError::Status { code, .. } => write!(f, "vault returned status {code}"),
             VaultError::BadResponse(what) => write!(f, "unexpected vault response: {what}"),
             VaultError::Login(why) => write!(f, "vault login failed: {why}"),
         }

@@ -25,6 +25,14 @@ pub struct Held {
     /// The hard end set by the secret's `max_use`, if any.
     pub max_until: Option<Timestamp>,
     pub renewable: bool,
+    /// The TTL Vault first granted, asked for again at renewal.
+    #[serde(default)]
+    pub ttl_seconds: u64,
+    /// Failed revocations so far, and when to try again.
+    #[serde(default)]
+    pub revoke_attempts: u32,
+    #[serde(default)]
+    pub retry_at: Option<Timestamp>,
 }
 
 #[derive(Serialize, Deserialize, Default)]
@@ -114,13 +122,27 @@ impl Leases {
         Ok(gone)
     }
 
-    /// Leases whose deadline has passed.
+    /// Leases whose deadline has passed, and whose last failed revocation,
+    /// if any, is far enough back to try again.
     pub fn due(&self, now: Timestamp) -> Vec<Held> {
         self.lock()
             .values()
-            .filter(|h| h.deadline() <= now)
+            .filter(|h| h.deadline() <= now && h.retry_at.is_none_or(|r| r <= now))
             .cloned()
             .collect()
+    }
+
+    /// Notes a failed revocation: the next try waits 2 s, doubling to 5
+    /// minutes, so that an outage does not turn into a flood of attempts
+    /// and audit records.
+    pub fn defer(&self, id: &str, now: Timestamp) -> io::Result<()> {
+        let mut held = self.lock();
+        if let Some(h) = held.get_mut(id) {
+            h.revoke_attempts = h.revoke_attempts.saturating_add(1);
+            let wait = (1u64 << h.revoke_attempts.min(9)).min(300);
+            h.retry_at = Some(now + jiff::SignedDuration::from_secs(wait as i64));
+        }
+        self.persist(&held)
     }
 
     pub fn all(&self) -> Vec<Held> {
@@ -189,6 +211,9 @@ mod tests {
             expires: now + jiff::SignedDuration::from_secs(secs),
             max_until: None,
             renewable: true,
+            ttl_seconds: secs as u64,
+            revoke_attempts: 0,
+            retry_at: None,
         }
     }
 

@@ -33,7 +33,9 @@ pub struct Runtime {
     pub tls: Arc<ServerConfig>,
     pub vault: Arc<Vault>,
     lease_key: Arc<ring::hmac::Key>,
-    _renewer: Option<AbortOnDrop>,
+    /// Renews the Vault token; shared with later runtimes that reuse the
+    /// same Vault client, and stopped when the last of them is gone.
+    renewer: Arc<AbortOnDrop>,
 }
 
 /// State shared by all connections for the life of the process.
@@ -83,20 +85,21 @@ impl Runtime {
     ) -> Result<Runtime, String> {
         let tls = tls::server_config(&config.tls).map_err(|e| format!("TLS: {e}"))?;
         let (vault, renewer) = match old {
-            Some(old) if old.vault.config() == &config.vault => (old.vault.clone(), None),
+            Some(old) if old.vault.config() == &config.vault => {
+                (old.vault.clone(), old.renewer.clone())
+            }
             _ => {
                 let vault = Vault::new(config.vault.clone()).map_err(|e| e.to_string())?;
-                let renewer = AbortOnDrop(vault.spawn_renewer());
-                (vault, Some(renewer))
+                let renewer = Arc::new(AbortOnDrop(vault.spawn_renewer()));
+                (vault, renewer)
             }
         };
-        let renewer = renewer.or_else(|| None);
         Ok(Runtime {
             config: Arc::new(config),
             tls,
             vault,
             lease_key,
-            _renewer: renewer,
+            renewer,
         })
     }
 
@@ -183,12 +186,12 @@ impl Shared {
                 detail["change_ticket"] = serde_json::json!(rt.config.change_ticket);
                 detail["warnings"] = serde_json::json!(warnings);
                 rec.detail = Some(detail);
-                // Publish first: a reload must not be refused for an audit
-                // failure, but the failure is logged loudly.
-                *self.runtime.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(rt);
+                // Fail closed: a change that cannot be recorded is not made.
                 if self.audit.write(rec).await.is_err() {
-                    warn!("Config reloaded but its audit record could not be written");
+                    warn!("Config reload refused: its audit record could not be written");
+                    return Err("the audit record of the reload could not be written".into());
                 }
+                *self.runtime.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(rt);
                 for w in &warnings {
                     warn!(warning = %w, "Config reloaded");
                 }
@@ -231,6 +234,9 @@ impl Shared {
                 rec.decision = Decision::Error;
                 rec.error = Some(e.to_string());
                 warn!(error = %e, reason, "Cannot revoke a lease; will retry");
+                if let Err(e) = self.leases.defer(&held.id, jiff::Timestamp::now()) {
+                    warn!(error = %e, "Cannot update the lease ledger");
+                }
                 false
             }
         };

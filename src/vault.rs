@@ -53,11 +53,15 @@ pub struct Vault {
 struct Breaker {
     failures: std::sync::atomic::AtomicU32,
     open_until: Mutex<Option<Instant>>,
-    probing: std::sync::atomic::AtomicBool,
+    /// When the probe now in flight started; a probe whose request was
+    /// dropped unanswered (client gone, shutdown) expires after
+    /// [`PROBE_TIMEOUT`] so the address is not left closed for good.
+    probe_since: Mutex<Option<Instant>>,
 }
 
 const BREAKER_BASE: Duration = Duration::from_millis(100);
 const BREAKER_MAX: Duration = Duration::from_secs(10);
+const PROBE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// One login: a client per address, all carrying the same token.
 struct Session {
@@ -530,10 +534,16 @@ impl Breaker {
         match open_until {
             None => true,
             Some(t) if now < t => false,
-            Some(_) => self
-                .probing
-                .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
-                .is_ok(),
+            Some(_) => {
+                let mut probe = self.probe_since.lock().unwrap_or_else(|e| e.into_inner());
+                match *probe {
+                    Some(since) if now.duration_since(since) < PROBE_TIMEOUT => false,
+                    _ => {
+                        *probe = Some(now);
+                        true
+                    }
+                }
+            }
         }
     }
 
@@ -548,14 +558,14 @@ impl Breaker {
         let jitter = 0.75 + f64::from(u16::from_le_bytes(r)) / f64::from(u16::MAX) * 0.5;
         *self.open_until.lock().unwrap_or_else(|e| e.into_inner()) =
             Some(now + backoff.mul_f64(jitter));
-        self.probing.store(false, Ordering::Release);
+        *self.probe_since.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 
     fn succeeded(&self) {
         if self.failures.swap(0, Ordering::AcqRel) > 0 {
             *self.open_until.lock().unwrap_or_else(|e| e.into_inner()) = None;
         }
-        self.probing.store(false, Ordering::Release);
+        *self.probe_since.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 
     fn is_open(&self) -> bool {
@@ -631,6 +641,7 @@ fn classify(e: ClientError, address: &str) -> VaultError {
             ..
         } => VaultError::Unavailable(format!("{address} is sealed or in standby")),
         ClientError::APIError { code, errors } => {
+            debug!(code, errors = ?errors, address, "Vault answered with an error");
             let errors = errors.into_iter().map(|mut e| {
                 e.truncate(200);
                 e

@@ -66,6 +66,7 @@ fn keys(c: &Audit, public: bool, seed: bool) -> Keys {
     Keys {
         public_key: public.then(|| read(&kf.public)),
         seed: seed.then(|| zeroize::Zeroizing::new(read(&kf.seed).try_into().unwrap())),
+        ..Default::default()
     }
 }
 
@@ -439,4 +440,80 @@ fn the_cli_exit_codes_are_0_1_and_2() {
     let (code, out) = run(&files);
     assert_eq!(code, 2, "{out}");
     let _ = dir;
+}
+
+fn state_anchor(c: &Audit) -> Option<(u64, String)> {
+    let v: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(botward::audit::writer_key_files(c).state).ok()?,
+    )
+    .ok()?;
+    Some((v["seq"].as_u64()?, v["hash"].as_str()?.to_owned()))
+}
+
+#[test]
+fn cutting_the_head_or_cutting_back_to_an_earlier_seal_is_caught() {
+    let (_dir, c) = pristine("cut");
+    // The oldest file removed: records 0.. are missing.
+    let files = log_files(&c.path);
+    let first = files[0].clone();
+    let saved = std::fs::read(&first).unwrap();
+    std::fs::remove_file(&first).unwrap();
+    assert_eq!(damage(&check(&c, true, true)), Some(Damage::Deleted));
+    // Unless the operator says older files were retired.
+    let second_first_seq: serde_json::Value =
+        serde_json::from_str(&lines(&log_files(&c.path)[0])[0]).unwrap();
+    let mut k = keys(&c, true, true);
+    k.from_seq = second_first_seq["seq"].as_u64();
+    assert_eq!(
+        verify::verify(&log_files(&c.path), &k).unwrap().outcome,
+        Outcome::Sealed
+    );
+    std::fs::write(&first, saved).unwrap();
+
+    // The tail cut back to the first run's final seal: the chain alone
+    // looks sealed, but the key state knows how far botward wrote.
+    let all: Vec<PathBuf> = log_files(&c.path);
+    let mut kept = Vec::new();
+    'files: for f in &all {
+        let mut out = Vec::new();
+        for l in lines(f) {
+            let v: serde_json::Value = serde_json::from_str(&l).unwrap();
+            out.push(l.clone());
+            if v["kind"] == "checkpoint" && v["detail"]["final"] == true {
+                write_lines(f, &out);
+                kept.push(f.clone());
+                break 'files;
+            }
+        }
+        kept.push(f.clone());
+    }
+    for f in all.iter().filter(|f| !kept.contains(f)) {
+        std::fs::remove_file(f).unwrap();
+    }
+    assert_eq!(
+        check(&c, true, true),
+        Outcome::Sealed,
+        "the cut log alone looks sealed"
+    );
+    let mut k = keys(&c, true, true);
+    k.anchor = state_anchor(&c);
+    assert_eq!(
+        damage(&verify::verify(&log_files(&c.path), &k).unwrap().outcome),
+        Some(Damage::Deleted)
+    );
+    // And botward refuses to continue such a chain.
+    let err = AuditLog::open(&c).err().expect("must refuse");
+    assert!(err.to_string().contains("were cut"), "{err}");
+}
+
+#[test]
+fn a_removed_log_with_its_key_state_left_refuses_to_start() {
+    let dir = tmp("gone");
+    let c = cfg(&dir, 0);
+    let log = AuditLog::open(&c).unwrap();
+    write_records(&log, 3, "a");
+    log.close();
+    std::fs::remove_file(&c.path).unwrap();
+    let err = AuditLog::open(&c).err().expect("must refuse");
+    assert!(err.to_string().contains("is gone"), "{err}");
 }

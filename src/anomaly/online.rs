@@ -87,7 +87,8 @@ impl Scorer {
                 .send()
                 .await;
             if let Err(e) = sent {
-                warn!(error = %e, "Anomaly alert webhook failed");
+                // The URL may carry a token: leave it out.
+                warn!(error = %e.without_url(), "Anomaly alert webhook failed");
             }
         });
     }

@@ -33,6 +33,8 @@ pub const SUFFIX_LEN: usize = 9 + 64 + 9 + 64 + 2;
 pub struct EpochKey {
     pub epoch: u64,
     key: Box<hmac::Key>,
+    /// The raw key, for the key state file.
+    raw: Zeroizing<[u8; 32]>,
 }
 
 // === impl EpochKey ===
@@ -44,10 +46,7 @@ impl EpochKey {
             &hmac::Key::new(hmac::HMAC_SHA256, seed),
             b"botward audit k0",
         ));
-        EpochKey {
-            epoch: 0,
-            key: Box::new(hmac::Key::new(hmac::HMAC_SHA256, k0.as_ref())),
-        }
+        EpochKey::from_raw(0, &k0)
     }
 
     /// Restores a key from its raw bytes (the key state file).
@@ -55,7 +54,13 @@ impl EpochKey {
         EpochKey {
             epoch,
             key: Box::new(hmac::Key::new(hmac::HMAC_SHA256, raw)),
+            raw: Zeroizing::new(*raw),
         }
+    }
+
+    /// This epoch's raw key, to save as the key state.
+    pub fn raw(&self) -> &[u8; 32] {
+        &self.raw
     }
 
     /// The next epoch's raw key bytes, k(e+1) = HMAC(k(e), "ratchet").
@@ -116,6 +121,11 @@ pub fn split_line(line: &[u8]) -> Option<(Vec<u8>, &str, &str)> {
         return None;
     }
     let (body, suffix) = line.split_at(line.len() - SUFFIX_LEN);
+    // The suffix is ASCII by construction; anything else is not a sealed
+    // line (and must not make the byte offsets below split a character).
+    if !suffix.is_ascii() {
+        return None;
+    }
     let suffix = std::str::from_utf8(suffix).ok()?;
     let rest = suffix.strip_prefix(",\"hash\":\"")?;
     let (h, rest) = rest.split_at(64);
@@ -250,6 +260,13 @@ mod tests {
     #[test]
     fn malformed_suffixes_are_refused() {
         assert!(split_line(b"{}").is_none());
+        let multibyte = format!(
+            "{{\"a\":1,\"hash\":\"{}é{}\",\"mac\":\"{}\"}}",
+            "0".repeat(63),
+            "",
+            "0".repeat(63)
+        );
+        assert!(split_line(multibyte.as_bytes()).is_none());
         let bad = format!(
             "{{\"a\":1,\"hash\":\"{}\",\"mac\":\"{}\"}}",
             "g".repeat(64),

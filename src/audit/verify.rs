@@ -10,11 +10,20 @@ use serde::Deserialize;
 
 use super::chain::{self, EpochKey};
 
+/// The largest epoch step a record may take.
+const MAX_EPOCH_JUMP: u64 = 1_000_000;
+
 /// What the verifier may check with.
 #[derive(Default)]
 pub struct Keys {
     pub public_key: Option<Vec<u8>>,
     pub seed: Option<zeroize::Zeroizing<[u8; 32]>>,
+    /// The last record botward saved with its key state (seq, hash): a log
+    /// that ends before it was cut.
+    pub anchor: Option<(u64, String)>,
+    /// Where the log may start when older files were retired on purpose;
+    /// otherwise it must start at seq 0.
+    pub from_seq: Option<u64>,
 }
 
 /// The kind of damage found.
@@ -139,6 +148,25 @@ pub fn verify(files: &[PathBuf], keys: &Keys) -> io::Result<Report> {
     for (i, f) in files.iter().enumerate() {
         if let Err(t) = v.file(f, i + 1 == files.len())? {
             v.report.outcome = t;
+            return Ok(v.report);
+        }
+    }
+    if let Some((seq, hash)) = &keys.anchor {
+        let cut = match v.report.last_seq {
+            None => true,
+            Some(last) => {
+                last < *seq || (last == *seq && v.last_hash.as_deref() != Some(hash.as_str()))
+            }
+        };
+        if cut {
+            let last = files.last().cloned().unwrap_or_default();
+            v.report.outcome = Outcome::Tampered {
+                file: last,
+                line: 0,
+                seq: v.report.last_seq,
+                damage: Damage::Deleted,
+                detail: format!("the log ends at seq {:?}, but botward had written up to seq {seq}: the tail was cut", v.report.last_seq),
+            };
             return Ok(v.report);
         }
     }
@@ -305,6 +333,20 @@ impl Verifier<'_> {
                 }
             }
             None => {
+                if rec.seq != 0 && self.keys.from_seq != Some(rec.seq) {
+                    return Err(self.tampered(
+                        path,
+                        line_no,
+                        seq,
+                        Damage::Deleted,
+                        format!(
+                            "the log starts at seq {}: records 0 to {} are missing (if older files were retired on purpose, pass --from-seq {})",
+                            rec.seq,
+                            rec.seq - 1,
+                            rec.seq
+                        ),
+                    ));
+                }
                 if rec.seq == 0 && rec.prev.is_some() {
                     return Err(self.tampered(
                         path,
@@ -318,6 +360,18 @@ impl Verifier<'_> {
             }
         }
         let epoch = rec.epoch.unwrap_or(0);
+        // Epochs advance once a ratchet interval and at each start; a jump
+        // of more than a million (a year of one-second ratchets) is forged,
+        // and deriving its key would take forever.
+        if epoch > self.last_epoch.saturating_add(MAX_EPOCH_JUMP) {
+            return Err(self.tampered(
+                path,
+                line_no,
+                seq,
+                Damage::Edited,
+                format!("implausible epoch {epoch} after epoch {}", self.last_epoch),
+            ));
+        }
         if epoch < self.last_epoch {
             return Err(self.tampered(
                 path,
@@ -358,7 +412,11 @@ impl Verifier<'_> {
                 ));
             }
             if let Some(pk) = &self.keys.public_key {
-                let msg = chain::checkpoint_message(rec.seq - 1, covers_hash.unwrap_or(""), epoch);
+                let msg = chain::checkpoint_message(
+                    rec.seq.saturating_sub(1),
+                    covers_hash.unwrap_or(""),
+                    epoch,
+                );
                 let sig = d.and_then(|d| d.signature.as_deref()).unwrap_or("");
                 if !chain::verify_signature(pk, &msg, sig) {
                     return Err(self.tampered(

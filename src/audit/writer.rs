@@ -121,8 +121,17 @@ impl Writer {
                 .flatten(),
         };
         let (key, signer) = match &tail {
+            // Key state without a log: the log was removed. Refuse, rather
+            // than quietly start a new chain over the evidence.
+            None if keys.state.exists() => {
+                return Err(io::Error::other(format!(
+                    "audit key state {} exists but the log {} is gone; move the key state away to start a new chain",
+                    keys.state.display(),
+                    cfg.path.display()
+                )))
+            }
             None => start_chain(&keys)?,
-            Some(t) => continue_chain(&keys, t.epoch)?,
+            Some(t) => continue_chain(&keys, t)?,
         };
         let file_len = file.metadata()?.len();
         let mut w = Writer {
@@ -154,8 +163,9 @@ impl Writer {
             buf: Vec::with_capacity(64 * 1024),
         };
         if w.file_len > 0 {
-            w.file_day = Some(today());
-            w.file_first_seq = first_seq(&w.cfg.path);
+            let (seq, day) = first_record(&w.cfg.path);
+            w.file_day = day.or_else(|| Some(today()));
+            w.file_first_seq = seq;
         }
         if let Some((torn_len, torn_hash)) = recovered {
             let mut r = Record::new("audit.recovered", crate::api::request_id(), w.host.clone());
@@ -243,14 +253,28 @@ impl Writer {
     /// key is wiped.
     fn ratchet(&mut self) -> io::Result<()> {
         let next = self.key.next_raw();
-        save_key_state(&self.keys.state, self.key.epoch + 1, &next)?;
+        save_key_state(&self.keys.state, self.key.epoch + 1, &next, self.anchor())?;
         self.key = EpochKey::from_raw(self.key.epoch + 1, &next);
         self.last_ratchet = Instant::now();
         Ok(())
     }
 
+    /// The last record written: saved with the key state, so that a log cut
+    /// back to an earlier point is noticed at the next start and by verify.
+    fn anchor(&self) -> Option<(u64, String)> {
+        Some((self.next_seq.checked_sub(1)?, self.last_hash.clone()?))
+    }
+
     fn seal_and_stop(&mut self) {
         self.checkpoint("shutdown", true);
+        if let Err(e) = save_key_state(
+            &self.keys.state,
+            self.key.epoch,
+            self.key.raw(),
+            self.anchor(),
+        ) {
+            error!(error = %e, "Cannot save the audit key state at shutdown");
+        }
         if let Some(sink) = &self.sink {
             sink.flush(Duration::from_secs(2));
         }
@@ -410,7 +434,15 @@ impl Writer {
         let first = self.file_first_seq.unwrap_or(self.next_seq);
         let rotated = rotated_name(&self.cfg.path, first);
         std::fs::rename(&self.cfg.path, &rotated)?;
-        self.file = open_append(&self.cfg.path)?;
+        match open_append(&self.cfg.path) {
+            Ok(f) => self.file = f,
+            Err(e) => {
+                // Put the file back, so that the chain goes on in the file
+                // the next rotation expects.
+                std::fs::rename(&rotated, &self.cfg.path)?;
+                return Err(e);
+            }
+        }
         self.file_len = 0;
         self.file_day = None;
         self.file_first_seq = None;
@@ -472,15 +504,25 @@ pub fn rotated_files(path: &Path) -> Vec<PathBuf> {
     found.into_iter().map(|(_, p)| p).collect()
 }
 
-fn first_seq(path: &Path) -> Option<u64> {
-    let mut f = File::open(path).ok()?;
+/// The sequence number and UTC day of a file's first record.
+fn first_record(path: &Path) -> (Option<u64>, Option<jiff::civil::Date>) {
+    let Ok(mut f) = File::open(path) else {
+        return (None, None);
+    };
     let mut head = vec![0u8; 64 * 1024];
-    let n = f.read(&mut head).ok()?;
-    let line = head[..n].split(|b| *b == b'\n').next()?;
-    serde_json::from_slice::<serde_json::Value>(line)
-        .ok()?
-        .get("seq")?
-        .as_u64()
+    let Ok(n) = f.read(&mut head) else {
+        return (None, None);
+    };
+    let line = head[..n].split(|b| *b == b'\n').next().unwrap_or(&[]);
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(line) else {
+        return (None, None);
+    };
+    let day = v
+        .get("ts")
+        .and_then(|t| t.as_str())
+        .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+        .map(|t| t.to_zoned(jiff::tz::TimeZone::UTC).date());
+    (v.get("seq").and_then(|s| s.as_u64()), day)
 }
 
 /// Cuts a torn last line (a crash mid-write) off the file. Returns its
@@ -566,7 +608,7 @@ fn start_chain(keys: &KeyFiles) -> io::Result<(EpochKey, Signer)> {
     write_secret_file(&keys.seed, hex(seed.as_ref()).as_bytes(), 0o400)?;
     let key = EpochKey::genesis(&seed);
     let k0 = key_raw_for_state(&seed);
-    save_key_state(&keys.state, 0, &k0)?;
+    save_key_state(&keys.state, 0, &k0, None)?;
     let signer = load_or_create_signer(keys)?;
     info!(seed = %keys.seed.display(), "Started a new audit chain; move the seed file off this host");
     Ok((key, signer))
@@ -583,7 +625,8 @@ fn key_raw_for_state(seed: &[u8; 32]) -> Zeroizing<[u8; 32]> {
 
 /// An existing chain: load the key state and ratchet once, so every start
 /// begins a new epoch.
-fn continue_chain(keys: &KeyFiles, last_epoch: u64) -> io::Result<(EpochKey, Signer)> {
+fn continue_chain(keys: &KeyFiles, tail: &Tail) -> io::Result<(EpochKey, Signer)> {
+    let last_epoch = tail.epoch;
     let text = Zeroizing::new(std::fs::read_to_string(&keys.state).map_err(|e| {
         io::Error::new(
             e.kind(),
@@ -607,10 +650,24 @@ fn continue_chain(keys: &KeyFiles, last_epoch: u64) -> io::Result<(EpochKey, Sig
             "audit key state is at epoch {epoch} but the log is at epoch {last_epoch}: it was rolled back"
         )));
     }
+    if let Some(saved) = v.get("seq").and_then(|s| s.as_u64()) {
+        let saved_hash = v.get("hash").and_then(|h| h.as_str()).unwrap_or("");
+        if tail.seq < saved || (tail.seq == saved && tail.hash != saved_hash) {
+            return Err(io::Error::other(format!(
+                "the audit log ends at seq {} but botward had written up to seq {saved}: records were cut or replaced; refusing to continue the chain",
+                tail.seq
+            )));
+        }
+    }
     let mut key = EpochKey::from_raw(epoch, &raw);
     drop(raw);
     let next = key.ratchet();
-    save_key_state(&keys.state, key.epoch, &next)?;
+    save_key_state(
+        &keys.state,
+        key.epoch,
+        &next,
+        Some((tail.seq, tail.hash.clone())),
+    )?;
     Ok((key, load_or_create_signer(keys)?))
 }
 
@@ -630,8 +687,18 @@ fn load_or_create_signer(keys: &KeyFiles) -> io::Result<Signer> {
 }
 
 /// Replaces the key state file atomically: write, sync, rename, sync.
-fn save_key_state(path: &Path, epoch: u64, raw: &[u8; 32]) -> io::Result<()> {
-    let text = Zeroizing::new(format!("{{\"epoch\":{epoch},\"key\":\"{}\"}}\n", hex(raw)));
+fn save_key_state(
+    path: &Path,
+    epoch: u64,
+    raw: &[u8; 32],
+    anchor: Option<(u64, String)>,
+) -> io::Result<()> {
+    let mut v = serde_json::json!({"epoch": epoch, "key": hex(raw)});
+    if let Some((seq, hash)) = anchor {
+        v["seq"] = seq.into();
+        v["hash"] = hash.into();
+    }
+    let text = Zeroizing::new(format!("{v}\n"));
     crate::state_file::replace(path, text.as_bytes(), 0o600)
 }
 

@@ -17,8 +17,8 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::audit::{Backend, Decision, Record};
+use crate::config::is_valid_name;
 use crate::config::AnomalyAction;
-use crate::config::{is_valid_name, Config};
 use crate::error::ApiError;
 use crate::leases::Held;
 use crate::policy::{self, DenyReason};
@@ -101,7 +101,7 @@ pub async fn handle(
 
     let mut issued = None;
     let result = match route {
-        Err(e) => authenticate(&conn, &rt.config).and(Err(e)),
+        Err(e) => authenticate(&conn, &rt).and(Err(e)),
         Ok(route) => serve(route, &conn, &rt, &shared, &mut rec, &id, &mut issued).await,
     };
     if result.is_err() {
@@ -159,14 +159,34 @@ pub async fn handle(
     Ok(respond(status, reply, &id, allow))
 }
 
-/// The bot behind the connection, if the current config registers it.
-fn authenticate<'c>(
-    conn: &Conn,
-    config: &'c Config,
-) -> Result<&'c crate::config::BotDef, ApiError> {
+/// The bot behind the connection, if the current config registers it and
+/// its certificate still holds: not expired (a resumed TLS session skips the
+/// handshake's check), and valid under the current CA and CRLs when the
+/// configuration changed since the connection was made.
+fn authenticate<'r>(conn: &Conn, rt: &'r Runtime) -> Result<&'r crate::config::BotDef, ApiError> {
+    if conn.not_after.is_some_and(|t| t < jiff::Timestamp::now()) {
+        return Err(ApiError::Unauthenticated("certificate_expired"));
+    }
+    if conn.verified.load(std::sync::atomic::Ordering::Acquire) != rt.generation {
+        let Some((end_entity, intermediates)) = conn.chain.split_first() else {
+            return Err(ApiError::Unauthenticated("no_client_certificate"));
+        };
+        if let Err(e) = rt.client_verifier.verify_client_cert(
+            end_entity,
+            intermediates,
+            rustls::pki_types::UnixTime::now(),
+        ) {
+            return Err(ApiError::Unauthenticated(crate::tls::failure_reason(Some(
+                &e,
+            ))));
+        }
+        conn.verified
+            .store(rt.generation, std::sync::atomic::Ordering::Release);
+    }
     match &conn.identity.bot {
         None => Err(ApiError::Unauthenticated("no_identity")),
-        Some(name) => config
+        Some(name) => rt
+            .config
             .bot(name)
             .ok_or(ApiError::Unauthenticated("unknown_bot")),
     }
@@ -182,7 +202,7 @@ async fn serve(
     id: &str,
     issued: &mut Option<Held>,
 ) -> Result<Reply, ApiError> {
-    let bot = authenticate(conn, &rt.config)?;
+    let bot = authenticate(conn, rt)?;
     // A lease is found before the decision: renewing it is judged like
     // reading its secret again.
     let held = match &route {

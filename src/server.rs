@@ -31,6 +31,10 @@ use crate::vault::Vault;
 pub struct Runtime {
     pub config: Arc<Config>,
     pub tls: Arc<ServerConfig>,
+    pub client_verifier: Arc<dyn rustls::server::danger::ClientCertVerifier>,
+    /// Distinct for every runtime built, so connections can tell that the
+    /// configuration changed under them.
+    pub generation: u64,
     pub vault: Arc<Vault>,
     lease_key: Arc<ring::hmac::Key>,
     /// Renews the Vault token; shared with later runtimes that reuse the
@@ -55,6 +59,12 @@ pub struct Conn {
     pub peer: Peer,
     pub facts: PeerFacts,
     pub identity: PeerIdentity,
+    /// The client's certificate chain, checked again when the TLS
+    /// configuration changes while the connection is open.
+    pub chain: Vec<rustls::pki_types::CertificateDer<'static>>,
+    pub not_after: Option<jiff::Timestamp>,
+    /// The runtime generation the chain was last verified under.
+    pub verified: std::sync::atomic::AtomicU64,
 }
 
 /// Sockets bound before serving starts, so tests can bind port 0.
@@ -83,7 +93,9 @@ impl Runtime {
         old: Option<&Runtime>,
         lease_key: Arc<ring::hmac::Key>,
     ) -> Result<Runtime, String> {
-        let tls = tls::server_config(&config.tls).map_err(|e| format!("TLS: {e}"))?;
+        static GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let server_tls = tls::server_config(&config.tls).map_err(|e| format!("TLS: {e}"))?;
+        let generation = GENERATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let (vault, renewer) = match old {
             Some(old) if old.vault.config() == &config.vault => {
                 (old.vault.clone(), old.renewer.clone())
@@ -96,7 +108,9 @@ impl Runtime {
         };
         Ok(Runtime {
             config: Arc::new(config),
-            tls,
+            tls: server_tls.config,
+            client_verifier: server_tls.client_verifier,
+            generation,
             vault,
             lease_key,
             renewer,
@@ -546,6 +560,13 @@ async fn connection<S>(
             return;
         }
     };
+    let generation = shared.runtime().generation;
+    let chain: Vec<rustls::pki_types::CertificateDer<'static>> = tls_stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .map(|c| c.iter().map(|d| d.clone().into_owned()).collect())
+        .unwrap_or_default();
     let identity = {
         let (_, session) = tls_stream.get_ref();
         let rt = shared.runtime();
@@ -571,10 +592,18 @@ async fn connection<S>(
         }
     };
     debug!(bot = ?identity.bot, transport = ?peer.transport, "Accepted TLS connection");
+    let not_after = identity
+        .cert
+        .not_after
+        .as_deref()
+        .and_then(|t| t.parse().ok());
     let conn = Arc::new(Conn {
         peer,
         facts,
         identity,
+        chain,
+        not_after,
+        verified: std::sync::atomic::AtomicU64::new(generation),
     });
     let svc_shared = shared.clone();
     let svc_conn = conn.clone();

@@ -50,7 +50,7 @@ pub fn install_provider() {
 /// The server configuration: TLS 1.3 and 1.2, a mandatory client certificate
 /// from `client_ca` checked against the CRLs, HTTP/1.1 and resumption by
 /// tickets and session IDs.
-pub fn server_config(tls: &config::Tls) -> Result<Arc<ServerConfig>, TlsError> {
+pub fn server_config(tls: &config::Tls) -> Result<ServerTls, TlsError> {
     let certs = load_certs(&tls.cert)?;
     let key = load_key(&tls.key)?;
     let mut roots = RootCertStore::empty();
@@ -78,6 +78,7 @@ pub fn server_config(tls: &config::Tls) -> Result<Arc<ServerConfig>, TlsError> {
         .with_crls(crls)
         .build()
         .map_err(|e| TlsError(format!("client verifier: {e}")))?;
+    let client_verifier = inner.clone();
     let verifier = Arc::new(NotingVerifier {
         inner,
         trust_domain: tls.trust_domain.clone(),
@@ -92,7 +93,18 @@ pub fn server_config(tls: &config::Tls) -> Result<Arc<ServerConfig>, TlsError> {
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
     cfg.session_storage = ServerSessionMemoryCache::new(4096);
     cfg.ticketer = provider::Ticketer::new().map_err(|e| TlsError(e.to_string()))?;
-    Ok(Arc::new(cfg))
+    Ok(ServerTls {
+        config: Arc::new(cfg),
+        client_verifier,
+    })
+}
+
+/// The server's TLS configuration, and the client verifier inside it, so
+/// that connections made under an older configuration (or resumed from a
+/// ticket) can be checked again against the current CA and CRLs.
+pub struct ServerTls {
+    pub config: Arc<ServerConfig>,
+    pub client_verifier: Arc<dyn ClientCertVerifier>,
 }
 
 /// Client configuration for a bot: trusts only `ca` and presents `cert`.

@@ -743,6 +743,10 @@ fn a_changed_crl_file_takes_effect_without_a_signal() {
     let b = h.start(&config);
     let victim = h.issue_bot("invoice-bot", botward::certs::Validity::default());
     assert_eq!(curl_as(&h, &victim, &b.url("/v1/whoami"), &[]).0, 200);
+    // A connection opened before the revocation.
+    let rt = rt();
+    let mut open_conn = rt.block_on(KeepAlive::open(&h, &b, &victim));
+    assert_eq!(rt.block_on(open_conn.get("/v1/whoami")), 200);
 
     std::fs::write(&crl, h.ca.crl(&[&victim.serial]).unwrap()).unwrap();
     wait_for_record(&audit, Duration::from_secs(10), |r| {
@@ -753,6 +757,8 @@ fn a_changed_crl_file_takes_effect_without_a_signal() {
         0,
         "revoked certificate refused"
     );
+    // The open connection is checked again under the new CRL.
+    assert_eq!(rt.block_on(open_conn.get("/v1/whoami")), 401);
     wait_for_record(&audit, Duration::from_secs(5), |r| {
         r["reason"] == "certificate_revoked"
     });

@@ -267,7 +267,7 @@ async fn serve(
             let h = held.ok_or(ApiError::NotFound("no_lease"))?;
             rt.vault.revoke_lease(&h.id).await?;
             rec.reason = Some("released".into());
-            if let Err(e) = shared.leases.remove(&h.id) {
+            if let Err(e) = tokio::task::block_in_place(|| shared.leases.remove(&h.id)) {
                 tracing::warn!(error = %e, "Lease revoked but the ledger could not be updated");
             }
             Ok(Reply::Empty)
@@ -299,7 +299,7 @@ async fn serve(
                 renewable: info.renewable,
                 ..h
             };
-            if let Err(e) = shared.leases.update(renewed.clone()) {
+            if let Err(e) = tokio::task::block_in_place(|| shared.leases.update(renewed.clone())) {
                 tracing::warn!(error = %e, "Lease renewed but the ledger could not be updated");
             }
             let body = serde_json::json!({
@@ -376,7 +376,7 @@ async fn serve(
                     lease.ttl_seconds = lease.ttl_seconds.min(m.as_secs());
                 }
                 lease.renewable = lease.renewable && def.renew;
-                if let Err(e) = shared.leases.insert(held.clone()) {
+                if let Err(e) = tokio::task::block_in_place(|| shared.leases.insert(held.clone())) {
                     tracing::error!(error = %e, "Cannot record a lease in the ledger; revoking it");
                     let _ = rt.vault.revoke_lease(&held.id).await;
                     return Err(ApiError::AuditUnavailable);

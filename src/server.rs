@@ -239,7 +239,7 @@ impl Shared {
         let ok = match result {
             Ok(()) => {
                 rec.decision = Decision::Allow;
-                if let Err(e) = self.leases.remove(&held.id) {
+                if let Err(e) = tokio::task::block_in_place(|| self.leases.remove(&held.id)) {
                     warn!(error = %e, "Lease revoked but the ledger could not be updated");
                 }
                 true
@@ -248,7 +248,9 @@ impl Shared {
                 rec.decision = Decision::Error;
                 rec.error = Some(e.to_string());
                 warn!(error = %e, reason, "Cannot revoke a lease; will retry");
-                if let Err(e) = self.leases.defer(&held.id, jiff::Timestamp::now()) {
+                if let Err(e) = tokio::task::block_in_place(|| {
+                    self.leases.defer(&held.id, jiff::Timestamp::now())
+                }) {
                     warn!(error = %e, "Cannot update the lease ledger");
                 }
                 false

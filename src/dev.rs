@@ -344,13 +344,15 @@ fn spawn_dev(
         .open(dir.join("bao.log"))
         .map_err(|e| DevError(e.to_string()))?;
     let mut cmd = Command::new(bao);
-    cmd.args(["server", "-dev", "-dev-no-store-token"]);
+    cmd.args(["server", "-dev", "-dev-no-store-token"])
+        // In the environment, not on the command line, where every user on
+        // the host could read it.
+        .env("BAO_DEV_ROOT_TOKEN_ID", root_token);
     if let Some(t) = tls_dir {
         cmd.arg("-dev-tls")
             .arg(format!("-dev-tls-cert-dir={}", t.display()));
     }
-    cmd.arg(format!("-dev-root-token-id={root_token}"))
-        .arg(format!("-dev-listen-address=127.0.0.1:{port}"))
+    cmd.arg(format!("-dev-listen-address=127.0.0.1:{port}"))
         .env_remove("BAO_ADDR")
         .env_remove("VAULT_ADDR")
         .stdout(log.try_clone().map_err(|e| DevError(e.to_string()))?)

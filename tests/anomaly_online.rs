@@ -63,3 +63,57 @@ fn anomalous_requests_are_scored_denied_and_baselines_persist() {
         assert!(r["anomaly"]["score"].is_u64(), "{r}");
     }
 }
+
+#[test]
+fn an_alert_action_posts_to_the_webhook() {
+    use std::io::{BufRead, BufReader, Read};
+    let Some(h) = Harness::new("alert") else {
+        return;
+    };
+    let hook = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = hook.local_addr().unwrap().port();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let (mut s, _) = hook.accept().unwrap();
+        let mut reader = BufReader::new(s.try_clone().unwrap());
+        let mut len = 0;
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                len = v.trim().parse().unwrap();
+            }
+            if line == "\r\n" {
+                break;
+            }
+        }
+        let mut body = vec![0; len];
+        reader.read_exact(&mut body).unwrap();
+        use std::io::Write;
+        let _ = s.write_all(b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n");
+        tx.send(body).unwrap();
+    });
+    let config = h
+        .config(
+            Auth::AppRole,
+            &h.audit_path(),
+            &format!("\n[anomaly]\ntrain = \"2s\"\nwebhook = \"http://127.0.0.1:{port}/hook\"\n"),
+        )
+        .replace(
+            r#"secrets = ["erp-db"]"#,
+            "secrets = [\"erp-db\", \"sftp\"]\nanomaly = { action = \"alert\", threshold = 70 }",
+        );
+    let b = h.start(&config);
+    let bot = h.bot("invoice-bot");
+    assert_eq!(b.get_json(&h, &bot, "/v1/secrets/erp-db").0, 200);
+    std::thread::sleep(Duration::from_secs(3));
+    // Alerted, not denied.
+    assert_eq!(b.get_json(&h, &bot, "/v1/secrets/sftp").0, 200);
+    let body = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("a webhook call");
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["bot"], "invoice-bot");
+    assert_eq!(v["detectors"], serde_json::json!(["new_secret"]));
+    assert_eq!(v["secret"], "sftp");
+}

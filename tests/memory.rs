@@ -156,3 +156,41 @@ fn a_replaced_vault_token_is_wiped_from_memory() {
         "the replaced token is still in memory"
     );
 }
+
+#[cfg(target_os = "linux")]
+#[test]
+fn released_database_credentials_leave_no_copy_in_memory() {
+    let Some(h) = Harness::new("memscan-dyn") else {
+        return;
+    };
+    let Some(pg) = Postgres::start("memscan-dyn") else {
+        return;
+    };
+    h.enable_database(&pg, "1h");
+    let config = h
+        .config(Auth::AppRole, &h.audit_path(), "\n[[secret]]\nname = \"erp-db-login\"\nkind = \"dynamic\"\npath = \"database/creds/erp-readonly\"\n")
+        .replace(r#"secrets = ["erp-db"]"#, r#"secrets = ["erp-db", "erp-db-login"]"#);
+    let b = h.start(&config);
+    let bot = h.bot("invoice-bot");
+    let mut passwords = Vec::new();
+    for _ in 0..10 {
+        let (status, v) = b.get_json(&h, &bot, "/v1/secrets/erp-db-login");
+        assert_eq!(status, 200, "{v}");
+        passwords.push(v["data"]["password"].as_str().unwrap().to_owned());
+        let lease = v["lease"]["id"].as_str().unwrap();
+        let a = b.call(
+            &h,
+            &bot,
+            "DELETE",
+            &format!("/v1/leases/{}", botward::client::encode(lease)),
+        );
+        assert_eq!(a.status, 204);
+    }
+    std::thread::sleep(Duration::from_secs(7));
+    let found: usize = passwords.iter().map(|p| scan(b.pid(), p.as_bytes())).sum();
+    eprintln!("memory scan: {found} copies of 10 released database passwords");
+    assert_eq!(
+        found, 0,
+        "released credentials are still in botward's memory"
+    );
+}

@@ -425,7 +425,13 @@ fn malformed_and_oversized_requests_get_clean_errors() {
         "a".repeat(64 * 1024)
     );
     let resp = raw_tls(&h, &b.tcp, &bot, big.as_bytes());
-    assert!(resp.starts_with("HTTP/1.1 431"), "{resp}");
+    // botward answers 431 and closes; with request bytes still unread the
+    // kernel may reset the connection before the client reads the answer.
+    // The audit record below is the evidence either way.
+    assert!(
+        resp.is_empty() || resp.starts_with("HTTP/1.1 431"),
+        "{resp}"
+    );
     wait_for_record(&audit, Duration::from_secs(5), |r| {
         r["reason"] == "headers_too_large" && r["status"] == 431
     });

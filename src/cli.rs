@@ -158,6 +158,7 @@ pub enum AuditCommand {
     },
 }
 
+/// Where the auditor's keys are: paths only, never key material.
 #[derive(Args, Debug, Clone)]
 pub struct AuditKeyArgs {
     /// Take the log, the public key and (if still on this host) the seed

@@ -127,6 +127,7 @@ pub struct Limits {
     pub max_header_bytes: usize,
 }
 
+/// A secret's definition: where in Vault it is read, never its value.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SecretDef {
     pub name: String,

@@ -348,12 +348,25 @@ async fn serve(
                 version: None,
                 lease_hmac: None,
             });
-            let mut fetched = rt.vault.read(def).await?;
-            if let Some(b) = rec.backend.as_mut() {
-                b.version = fetched.version;
-                b.lease_hmac = fetched.lease.as_ref().map(|l| rt.lease_hmac(&l.id));
+            // Identical concurrent KV reads share one Vault call that
+            // started after they arrived; dynamic reads never do, since
+            // every caller gets its own lease.
+            let kv = matches!(def.source, crate::config::SecretSource::Kv { .. });
+            let coalesced = match kv {
+                true => Some(rt.kv_reads.run(&name, || rt.vault.read(def)).await?),
+                false => None,
+            };
+            let mut owned = match kv {
+                true => None,
+                false => Some(rt.vault.read(def).await?),
+            };
+            if let Some(view) = coalesced.as_deref().or(owned.as_ref()) {
+                if let Some(b) = rec.backend.as_mut() {
+                    b.version = view.version;
+                    b.lease_hmac = view.lease.as_ref().map(|l| rt.lease_hmac(&l.id));
+                }
             }
-            if let Some(lease) = fetched.lease.as_mut() {
+            if let Some(lease) = owned.as_mut().and_then(|f| f.lease.as_mut()) {
                 // Track it before anyone sees it: if it cannot be recorded,
                 // it cannot be revoked later, so it is revoked now.
                 let now = jiff::Timestamp::now();
@@ -383,6 +396,11 @@ async fn serve(
                 }
                 *issued = Some(held);
             }
+            let Some(fetched) = coalesced.as_deref().or(owned.as_ref()) else {
+                return Err(ApiError::Vault(crate::error::VaultError::BadResponse(
+                    "no data",
+                )));
+            };
             if let Some(field) = field {
                 return fetched
                     .data

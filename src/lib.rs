@@ -27,6 +27,7 @@ pub mod audit;
 pub mod certs;
 pub mod cli;
 pub mod client;
+pub mod coalesce;
 pub mod config;
 pub mod dev;
 pub mod error;

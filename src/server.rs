@@ -36,6 +36,8 @@ pub struct Runtime {
     /// configuration changed under them.
     pub generation: u64,
     pub vault: Arc<Vault>,
+    /// Shares identical concurrent KV reads.
+    pub kv_reads: crate::coalesce::Coalescer<crate::vault::Fetched>,
     lease_key: Arc<ring::hmac::Key>,
     /// Renews the Vault token; shared with later runtimes that reuse the
     /// same Vault client, and stopped when the last of them is gone.
@@ -112,6 +114,7 @@ impl Runtime {
             client_verifier: server_tls.client_verifier,
             generation,
             vault,
+            kv_reads: Default::default(),
             lease_key,
             renewer,
         })

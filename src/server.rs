@@ -203,12 +203,18 @@ impl Shared {
                 detail["change_ticket"] = serde_json::json!(rt.config.change_ticket);
                 detail["warnings"] = serde_json::json!(warnings);
                 rec.detail = Some(detail);
-                // Fail closed: a change that cannot be recorded is not made.
+                // Publish, then record; a change that cannot be recorded is
+                // rolled back. Once the record is in the log, the change is
+                // live.
+                let previous = std::mem::replace(
+                    &mut *self.runtime.write().unwrap_or_else(|e| e.into_inner()),
+                    Arc::new(rt),
+                );
                 if self.audit.write(rec).await.is_err() {
-                    warn!("Config reload refused: its audit record could not be written");
+                    *self.runtime.write().unwrap_or_else(|e| e.into_inner()) = previous;
+                    warn!("Config reload rolled back: its audit record could not be written");
                     return Err("the audit record of the reload could not be written".into());
                 }
-                *self.runtime.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(rt);
                 for w in &warnings {
                     warn!(warning = %w, "Config reloaded");
                 }

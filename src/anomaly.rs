@@ -29,6 +29,16 @@ use serde::{Deserialize, Serialize};
 
 pub use model::{BotModel, Event, RUN_GAP};
 
+/// The behavioural detectors; reports and SIEM rules key on these names.
+pub const DETECTORS: [&str; 6] = [
+    "off_schedule",
+    "volume_spike",
+    "new_secret",
+    "new_source",
+    "sequence_change",
+    "denied_burst",
+];
+
 /// One finding, in the contract's JSON shape.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Finding {

@@ -4,18 +4,9 @@
 use std::collections::BTreeMap;
 
 use botward::anomaly::scenario::{generate, Label};
-use botward::anomaly::{Analyzer, Finding, Options};
+use botward::anomaly::{Analyzer, Finding, Options, DETECTORS};
 use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp};
-
-const DETECTORS: [&str; 6] = [
-    "off_schedule",
-    "volume_spike",
-    "new_secret",
-    "new_source",
-    "sequence_change",
-    "denied_burst",
-];
 
 fn matches(f: &Finding, l: &Label) -> bool {
     let (Ok(s), Ok(e)) = (f.start.parse::<Timestamp>(), f.end.parse::<Timestamp>()) else {

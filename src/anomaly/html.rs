@@ -18,7 +18,7 @@ use std::io::{self, BufWriter, Write};
 use jiff::Timestamp;
 
 use super::{Analysis, Finding};
-use crate::audit::report::{esc, plural, prefix};
+use crate::audit::report::{axis_tick, esc, plural, prefix};
 
 /// The detectors, in the order of the summary columns and timeline lanes.
 const DETECTORS: [&str; 8] = [
@@ -350,21 +350,7 @@ fn render_axis(period: Period, axis_y: f64, left: f64, plot: f64, page: &mut Str
             break;
         };
         let x = left + PAD + (t.as_microsecond() - first_us) as f64 / span_us * (plot - 2.0 * PAD);
-        let anchor = if x < left + 40.0 {
-            "start"
-        } else if x > left + plot - 40.0 {
-            "end"
-        } else {
-            "middle"
-        };
-        let _ = writeln!(
-            page,
-            "<line class=\"axis\" x1=\"{x:.1}\" y1=\"{axis_y}\" x2=\"{x:.1}\" y2=\"{:.1}\"/>\
-             <text x=\"{x:.1}\" y=\"{:.1}\" text-anchor=\"{anchor}\">{}</text>",
-            axis_y + 4.0,
-            axis_y + 17.0,
-            t.strftime(fmt),
-        );
+        axis_tick(page, x, axis_y, left, plot, t.strftime(fmt));
         tick += step;
     }
 }

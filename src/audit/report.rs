@@ -469,21 +469,7 @@ impl<'a> BotView<'a> {
                 break;
             };
             let x = LEFT + (t.as_microsecond() - first_us) as f64 / span_us * plot;
-            let anchor = if x < LEFT + 40.0 {
-                "start"
-            } else if x > LEFT + plot - 40.0 {
-                "end"
-            } else {
-                "middle"
-            };
-            let _ = writeln!(
-                page,
-                "<line class=\"axis\" x1=\"{x:.1}\" y1=\"{axis_y}\" x2=\"{x:.1}\" y2=\"{:.1}\"/>\
-                 <text x=\"{x:.1}\" y=\"{:.1}\" text-anchor=\"{anchor}\">{}</text>",
-                axis_y + 4.0,
-                axis_y + 17.0,
-                t.strftime(fmt),
-            );
+            axis_tick(page, x, axis_y, LEFT, plot, t.strftime(fmt));
             tick += step;
         }
         page.push_str("</svg>\n");
@@ -620,6 +606,32 @@ fn tick_time(period: Period<'_>, frac: f64) -> Timestamp {
     let start = period.first.0.as_microsecond();
     let span = (period.last.0.as_microsecond() - start) as f64;
     Timestamp::from_microsecond(start + (span * frac) as i64).unwrap_or(period.first.0)
+}
+
+/// One labelled tick of a timeline axis at `x`; labels near the ends are
+/// anchored inwards so they stay inside the picture.
+pub(crate) fn axis_tick(
+    page: &mut String,
+    x: f64,
+    axis_y: f64,
+    left: f64,
+    plot: f64,
+    label: impl std::fmt::Display,
+) {
+    let anchor = if x < left + 40.0 {
+        "start"
+    } else if x > left + plot - 40.0 {
+        "end"
+    } else {
+        "middle"
+    };
+    let _ = writeln!(
+        page,
+        "<line class=\"axis\" x1=\"{x:.1}\" y1=\"{axis_y}\" x2=\"{x:.1}\" y2=\"{:.1}\"/>\
+         <text x=\"{x:.1}\" y=\"{:.1}\" text-anchor=\"{anchor}\">{label}</text>",
+        axis_y + 4.0,
+        axis_y + 17.0,
+    );
 }
 
 /// The first `n` characters of `s`, with an ellipsis if cut.

@@ -525,17 +525,27 @@ fn first_record(path: &Path) -> (Option<u64>, Option<jiff::civil::Date>) {
     (v.get("seq").and_then(|s| s.as_u64()), day)
 }
 
-/// Cuts a torn last line (a crash mid-write) off the file. Returns its
-/// length and hash, for the `audit.recovered` record.
-fn recover_torn_line(file: &mut File, path: &Path) -> io::Result<Option<(u64, String)>> {
-    let len = file.metadata()?.len();
-    if len == 0 || !file.metadata()?.is_file() {
+/// The last MiB of a regular, non-empty file and its offset; the file is
+/// left positioned at its end for appending.
+fn read_tail(file: &mut File) -> io::Result<Option<(u64, Vec<u8>)>> {
+    let meta = file.metadata()?;
+    if meta.len() == 0 || !meta.is_file() {
         return Ok(None);
     }
-    let start = len.saturating_sub(1024 * 1024);
+    let start = meta.len().saturating_sub(1024 * 1024);
     file.seek(SeekFrom::Start(start))?;
     let mut tail = Vec::new();
     file.read_to_end(&mut tail)?;
+    file.seek(SeekFrom::End(0))?;
+    Ok(Some((start, tail)))
+}
+
+/// Cuts a torn last line (a crash mid-write) off the file. Returns its
+/// length and hash, for the `audit.recovered` record.
+fn recover_torn_line(file: &mut File, path: &Path) -> io::Result<Option<(u64, String)>> {
+    let Some((start, tail)) = read_tail(file)? else {
+        return Ok(None);
+    };
     if tail.last() == Some(&b'\n') {
         return Ok(None);
     }
@@ -558,15 +568,9 @@ fn recover_torn_line(file: &mut File, path: &Path) -> io::Result<Option<(u64, St
 
 /// The last complete record of a file.
 fn last_record(file: &mut File) -> io::Result<Option<Tail>> {
-    let len = file.metadata()?.len();
-    if len == 0 || !file.metadata()?.is_file() {
+    let Some((_, tail)) = read_tail(file)? else {
         return Ok(None);
-    }
-    let start = len.saturating_sub(1024 * 1024);
-    file.seek(SeekFrom::Start(start))?;
-    let mut tail = Vec::new();
-    file.read_to_end(&mut tail)?;
-    file.seek(SeekFrom::End(0))?;
+    };
     for line in tail.split(|b| *b == b'\n').rev() {
         if line.is_empty() {
             continue;

@@ -69,8 +69,17 @@ pub fn apply(h: &Hardening) -> Report {
                     .warnings
                     .push(format!("memory not locked, secrets may reach swap: {why}")),
                 Ok(()) => {
-                    // SAFETY: plain system call.
-                    if unsafe { libc::mlockall(libc::MCL_CURRENT | libc::MCL_FUTURE) } == 0 {
+                    // MCL_ONFAULT locks each page when it is first touched
+                    // instead of faulting in every mapping up front (thread
+                    // stacks, reserved heap), so resident memory stays what
+                    // botward uses. Kernels before 4.4 reject the flag.
+                    // SAFETY: plain system calls.
+                    let locked = unsafe {
+                        libc::mlockall(libc::MCL_CURRENT | libc::MCL_FUTURE | libc::MCL_ONFAULT)
+                            == 0
+                            || libc::mlockall(libc::MCL_CURRENT | libc::MCL_FUTURE) == 0
+                    };
+                    if locked {
                         r.memory_locked = true;
                     } else {
                         r.warnings.push(format!(

@@ -352,9 +352,23 @@ async fn serve(
             // started after they arrived; dynamic reads never do, since
             // every caller gets its own lease.
             let kv = matches!(def.source, crate::config::SecretSource::Kv { .. });
-            let coalesced = match kv {
-                true => Some(rt.kv_reads.run(&name, || rt.vault.read(def)).await?),
-                false => None,
+            let coalesced = match (kv, def.cache_ttl) {
+                (true, Some(ttl)) => {
+                    let now = std::time::Instant::now();
+                    match rt.kv_cache.get(&name, now) {
+                        Some(hit) => {
+                            rec.reason = Some("cached".into());
+                            Some(hit)
+                        }
+                        None => {
+                            let v = rt.kv_reads.run(&name, || rt.vault.read(def)).await?;
+                            rt.kv_cache.insert(&name, v.clone(), now, ttl);
+                            Some(v)
+                        }
+                    }
+                }
+                (true, None) => Some(rt.kv_reads.run(&name, || rt.vault.read(def)).await?),
+                (false, _) => None,
             };
             let mut owned = match kv {
                 true => None,

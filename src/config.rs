@@ -137,6 +137,9 @@ pub struct SecretDef {
     pub max_use: Option<Duration>,
     /// Whether bots may renew its leases (never past `max_use`).
     pub renew: bool,
+    /// How long a KV read may be served again without asking Vault.
+    /// `None`, the default, reads Vault on every request.
+    pub cache_ttl: Option<Duration>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -346,6 +349,7 @@ struct RawSecret {
     privileged: bool,
     max_use: Option<Spanned<String>>,
     renew: Option<Spanned<bool>>,
+    cache_ttl: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -939,6 +943,28 @@ impl Validator<'_> {
                     format!("secret {name:?}: renew applies only to kind \"dynamic\""),
                 );
             }
+            let cache_ttl = s.cache_ttl.as_ref().and_then(|c| {
+                if dynamic {
+                    // Every dynamic read is a new credential owned by the bot
+                    // that asked; handing one out twice would share it.
+                    self.problem(
+                        c,
+                        format!("secret {name:?}: cache_ttl applies only to kind \"kv\""),
+                    );
+                    return None;
+                }
+                match crate::leases::parse_duration(c.get_ref()) {
+                    Ok(d) if d > Duration::from_secs(86_400) => {
+                        self.problem(c, format!("secret {name:?}: cache_ttl is at most 24h, so rotations reach bots within a day"));
+                        None
+                    }
+                    Ok(d) => Some(d),
+                    Err(e) => {
+                        self.problem(c, format!("secret {name:?}: cache_ttl: {e}"));
+                        None
+                    }
+                }
+            });
             if out.contains_key(&name) {
                 self.problem(&s.name, format!("secret {name:?} is defined twice"));
                 continue;
@@ -951,6 +977,7 @@ impl Validator<'_> {
                     privileged: s.privileged,
                     max_use,
                     renew,
+                    cache_ttl,
                 },
             );
         }
@@ -1229,6 +1256,41 @@ processes = [{{ uid = 1001, exe = "/opt/rpa/bin/python3" }}]
             &dir,
         );
         assert!(p[0].contains("not a loopback address"), "{p:?}");
+    }
+
+    #[test]
+    fn cache_ttl_is_for_kv_secrets_only_and_bounded() {
+        let dir = fixture_dir();
+        let kv = sample(&dir).replace(
+            "path = \"rpa/erp-db\"\n",
+            "path = \"rpa/erp-db\"\ncache_ttl = \"30s\"\n",
+        );
+        let c = Config::parse(&kv, &dir.join("botward.toml")).unwrap();
+        assert_eq!(
+            c.secret("erp-db").unwrap().cache_ttl,
+            Some(Duration::from_secs(30))
+        );
+        let plain = Config::parse(&sample(&dir), &dir.join("botward.toml")).unwrap();
+        assert_eq!(
+            plain.secret("erp-db").unwrap().cache_ttl,
+            None,
+            "off unless asked for"
+        );
+
+        let dynamic = format!(
+            "{}\n[[secret]]\nname = \"db-login\"\nkind = \"dynamic\"\npath = \"database/creds/ro\"\ncache_ttl = \"30s\"\n",
+            sample(&dir)
+        );
+        let p = problems(&dynamic, &dir);
+        assert!(
+            p[0].contains("cache_ttl applies only to kind \"kv\""),
+            "{p:?}"
+        );
+        for bad in ["25h", "0s", "soon"] {
+            let p = problems(&kv.replace("\"30s\"", &format!("{bad:?}")), &dir);
+            assert_eq!(p.len(), 1, "{bad}: {p:?}");
+            assert!(p[0].contains("cache_ttl"), "{p:?}");
+        }
     }
 
     #[test]

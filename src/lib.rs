@@ -24,6 +24,7 @@ pub mod alloc;
 pub mod anomaly;
 pub mod api;
 pub mod audit;
+pub mod cache;
 pub mod certs;
 pub mod cli;
 pub mod client;

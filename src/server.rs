@@ -38,6 +38,8 @@ pub struct Runtime {
     pub vault: Arc<Vault>,
     /// Shares identical concurrent KV reads.
     pub kv_reads: crate::coalesce::Coalescer<crate::vault::Fetched>,
+    /// KV reads of secrets with `cache_ttl`; emptied by a reload.
+    pub kv_cache: crate::cache::KvCache,
     lease_key: Arc<ring::hmac::Key>,
     /// Renews the Vault token; shared with later runtimes that reuse the
     /// same Vault client, and stopped when the last of them is gone.
@@ -115,6 +117,7 @@ impl Runtime {
             generation,
             vault,
             kv_reads: Default::default(),
+            kv_cache: Default::default(),
             lease_key,
             renewer,
         })
@@ -693,11 +696,17 @@ async fn http_failure(shared: &Shared, conn: &Conn, e: hyper::Error, started: In
     }
 }
 
-/// Revokes leases past their `max_use` or Vault expiry, and retries leases
-/// that could not be revoked before.
+/// Revokes leases past their `max_use` or Vault expiry, retries leases that
+/// could not be revoked before, and drops expired cache entries.
 pub async fn reap_leases(shared: Arc<Shared>, every: std::time::Duration) {
     loop {
         tokio::time::sleep(every).await;
+        // Expired cache entries go too, so a value does not outlive its TTL
+        // in memory just because nobody asked for it again.
+        shared
+            .runtime()
+            .kv_cache
+            .evict_expired(std::time::Instant::now());
         let now = jiff::Timestamp::now();
         for h in shared.leases.due(now) {
             let reason = if h.max_until.is_some_and(|m| m <= now && m <= h.expires) {

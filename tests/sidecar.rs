@@ -60,6 +60,91 @@ fn granted_read_then_rotation_reaches_the_next_request() {
 }
 
 #[test]
+fn a_cached_secret_is_served_until_its_ttl_and_a_reload_empties_the_cache() {
+    let Some(h) = Harness::new("cache") else {
+        return;
+    };
+    let audit = h.audit_path();
+    let with_ttl = |ttl: &str| {
+        let c = h.config(Auth::AppRole, &audit, "");
+        let old = "path = \"rpa/erp-db\"\n";
+        assert!(c.contains(old));
+        c.replace(old, &format!("{old}cache_ttl = \"{ttl}\"\n"))
+    };
+    let b = h.start(&with_ttl("2s"));
+    let bot = h.bot("invoice-bot");
+    let rotate = |n: u32| {
+        let pw = format!("rotated-{n}-{}", random_hex(8));
+        h.bao
+            .kv_put(
+                "rpa/erp-db",
+                &[("username", "erp_invoice"), ("password", &pw)],
+            )
+            .unwrap();
+        pw
+    };
+    let read = || {
+        let (status, v) = b.get_json(&h, &bot, "/v1/secrets/erp-db");
+        assert_eq!(status, 200, "{v}");
+        (
+            v["version"].as_u64().unwrap(),
+            v["data"]["password"].as_str().unwrap().to_owned(),
+        )
+    };
+
+    let t0 = std::time::Instant::now();
+    assert_eq!(read(), (1, h.erp_password.clone()));
+    let v2 = rotate(2);
+    // Within the TTL the cached copy is served, and the record says so.
+    assert_eq!(read(), (1, h.erp_password.clone()));
+    assert!(
+        t0.elapsed() < Duration::from_secs(2),
+        "too slow to test a 2 s TTL"
+    );
+    std::thread::sleep(Duration::from_millis(2100).saturating_sub(t0.elapsed()));
+    assert_eq!(read(), (2, v2.clone()), "after the TTL Vault is read again");
+
+    // A reload starts with an empty cache, even under a longer TTL.
+    let v3 = rotate(3);
+    std::fs::write(&b.config_path, with_ttl("1h")).unwrap();
+    b.signal(libc::SIGHUP);
+    let r = wait_for_record(&audit, Duration::from_secs(10), |r| {
+        r["kind"] == "config.reload"
+    });
+    assert_eq!(r["decision"], "allow", "{r}");
+    assert_eq!(read(), (3, v3.clone()));
+    let v4 = rotate(4);
+    assert_eq!(read(), (3, v3.clone()), "cached for an hour now");
+
+    let reads: Vec<_> = audit_records(&audit)
+        .into_iter()
+        .filter(|r| r["kind"] == "secret.read")
+        .collect();
+    let reasons: Vec<_> = reads
+        .iter()
+        .map(|r| r["reason"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(reasons, ["", "cached", "", "", "cached"]);
+    let versions: Vec<_> = reads
+        .iter()
+        .map(|r| r["backend"]["version"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        versions,
+        [1, 1, 2, 3, 3],
+        "cached reads name the version they served"
+    );
+    assert!(reads.iter().all(|r| r["decision"] == "allow"));
+    let text = std::fs::read_to_string(&audit).unwrap() + &b.log_text();
+    for pw in [&h.erp_password, &v2, &v3, &v4] {
+        assert!(
+            !text.contains(pw.as_str()),
+            "a secret value reached the audit log or the logs"
+        );
+    }
+}
+
+#[test]
 fn every_refusal_is_refused_and_audited() {
     let Some(h) = Harness::new("refusals") else {
         return;

@@ -27,7 +27,9 @@ fn arg(name: &str, default: Option<&str>) -> String {
     let mut args = std::env::args();
     while let Some(a) = args.next() {
         if a == name {
-            return args.next().unwrap_or_else(|| panic!("{name} needs a value"));
+            return args
+                .next()
+                .unwrap_or_else(|| panic!("{name} needs a value"));
         }
     }
     default
@@ -106,8 +108,12 @@ fn main() {
             let start = Instant::now();
             let workers: Vec<_> = (0..conns)
                 .map(|_| {
-                    let (connector, addr, request, stop) =
-                        (connector.clone(), addr.clone(), request.clone(), stop.clone());
+                    let (connector, addr, request, stop) = (
+                        connector.clone(),
+                        addr.clone(),
+                        request.clone(),
+                        stop.clone(),
+                    );
                     tokio::spawn(async move {
                         let mut out = Outcome {
                             latencies: Vec::new(),

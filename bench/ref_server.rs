@@ -29,7 +29,9 @@ fn arg(name: &str) -> String {
     let mut args = std::env::args();
     while let Some(a) = args.next() {
         if a == name {
-            return args.next().unwrap_or_else(|| panic!("{name} needs a value"));
+            return args
+                .next()
+                .unwrap_or_else(|| panic!("{name} needs a value"));
         }
     }
     panic!("missing {name}")

@@ -18,12 +18,11 @@ pub mod writer;
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
 use std::sync::Arc;
+use std::sync::{Condvar, Mutex};
 use std::thread;
 
 use serde::Serialize;
-use tokio::sync::oneshot;
 
 use crate::identity::CertInfo;
 
@@ -97,29 +96,85 @@ pub struct Backend {
 pub struct AuditUnavailable;
 
 /// The writer side of the audit log, shared by all requests.
+///
+/// A request chains and writes its record itself, under a mutex, on its own
+/// thread: handing each record to another thread costs two cross-thread
+/// wake-ups, which on a virtual machine cost more than the write. With
+/// `fsync = "batch"` a sync thread then calls `fdatasync` for everything
+/// written since its last sync (group commit), and the request waits for it
+/// before it answers. The same thread writes the checkpoints and ratchets
+/// that are due by time. If `fdatasync` ever fails, what the file holds is
+/// unknown, so the log stops taking records: every later request fails
+/// closed until botward restarts.
 pub struct AuditLog {
-    tx: mpsc::Sender<writer::Msg>,
+    inner: Arc<Inner>,
     host: Arc<str>,
     path: PathBuf,
+    fsync: crate::config::Fsync,
     thread: std::sync::Mutex<Option<thread::JoinHandle<()>>>,
+}
+
+struct Inner {
+    /// `None` once the log is sealed.
+    writer: Mutex<Option<writer::Writer>>,
+    sync: Mutex<SyncState>,
+    /// Wakes the sync thread.
+    wake: Condvar,
+    /// Wakes blocking waiters after a sync.
+    synced_cv: Condvar,
+    /// Wakes async waiters after a sync.
+    synced: tokio::sync::Notify,
+}
+
+#[derive(Default)]
+struct SyncState {
+    /// Batches written that need a sync.
+    requested: u64,
+    /// Batches known to be on disk.
+    synced: u64,
+    failed: bool,
+    stop: bool,
+}
+
+/// How often the sync thread checks for checkpoints and ratchets due.
+const TICK: std::time::Duration = std::time::Duration::from_millis(100);
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 // === impl AuditLog ===
 
 impl AuditLog {
     /// Opens (or creates) the log, recovers a torn last line, continues the
-    /// chain and starts the writer thread.
+    /// chain and starts the sync thread.
     pub fn open(cfg: &crate::config::Audit) -> io::Result<AuditLog> {
         let host: Arc<str> = hostname().into();
-        let w = writer::Writer::open(cfg, host.clone())?;
-        let (tx, rx) = mpsc::channel();
-        let thread = thread::Builder::new()
-            .name("botward-audit".into())
-            .spawn(move || w.run(rx))?;
+        let mut w = writer::Writer::open(cfg, host.clone())?;
+        w.flush_pending()?;
+        let done = w.appended();
+        let inner = Arc::new(Inner {
+            writer: Mutex::new(Some(w)),
+            sync: Mutex::new(SyncState {
+                requested: done,
+                synced: done,
+                ..Default::default()
+            }),
+            wake: Condvar::new(),
+            synced_cv: Condvar::new(),
+            synced: tokio::sync::Notify::new(),
+        });
+        let thread = {
+            let inner = inner.clone();
+            thread::Builder::new()
+                .name("botward-audit".into())
+                .spawn(move || inner.run())?
+        };
         Ok(AuditLog {
-            tx,
+            inner,
             host,
             path: cfg.path.clone(),
+            fsync: cfg.fsync,
             thread: std::sync::Mutex::new(Some(thread)),
         })
     }
@@ -135,30 +190,171 @@ impl AuditLog {
     /// Writes one record and waits until it is in the file (and synced, as
     /// the policy says). Returns its sequence number.
     pub async fn write(&self, record: Record) -> Result<u64, AuditUnavailable> {
-        let (done, rx) = oneshot::channel();
-        self.tx
-            .send(writer::Msg::Record(record, writer::Reply::Async(done)))
-            .map_err(|_| AuditUnavailable)?;
-        rx.await.unwrap_or(Err(AuditUnavailable))
+        let (seq, ticket) = match self.fsync {
+            // A sync per record blocks this thread for a while: let the
+            // runtime move its other tasks elsewhere.
+            crate::config::Fsync::Always if multi_thread_runtime() => {
+                tokio::task::block_in_place(|| self.inner.append(record, self.fsync))?
+            }
+            _ => self.inner.append(record, self.fsync)?,
+        };
+        if let Some(ticket) = ticket {
+            self.inner.wait_synced(ticket).await?;
+        }
+        Ok(seq)
     }
 
     /// Like [`write`](Self::write), for code outside the runtime.
     pub fn write_blocking(&self, record: Record) -> Result<u64, AuditUnavailable> {
-        let (done, rx) = mpsc::channel();
-        self.tx
-            .send(writer::Msg::Record(record, writer::Reply::Sync(done)))
-            .map_err(|_| AuditUnavailable)?;
-        rx.recv().unwrap_or(Err(AuditUnavailable))
+        let (seq, ticket) = self.inner.append(record, self.fsync)?;
+        if let Some(ticket) = ticket {
+            let mut s = lock(&self.inner.sync);
+            while s.synced < ticket && !s.failed && !s.stop {
+                s = self
+                    .inner
+                    .synced_cv
+                    .wait(s)
+                    .unwrap_or_else(|e| e.into_inner());
+            }
+            if s.synced < ticket {
+                return Err(AuditUnavailable);
+            }
+        }
+        Ok(seq)
     }
 
-    /// Writes the final seal and stops the writer. Later writes fail.
+    /// Writes the final seal and stops the sync thread. Later writes fail.
     pub fn close(&self) {
-        let (done, rx) = mpsc::channel();
-        if self.tx.send(writer::Msg::Close(done)).is_ok() {
-            let _ = rx.recv();
+        let sealed = lock(&self.inner.writer).take().map(|mut w| {
+            w.seal();
+            w.appended()
+        });
+        {
+            let mut s = lock(&self.inner.sync);
+            // `seal` synced the whole file.
+            if let Some(done) = sealed {
+                s.synced = s.synced.max(done);
+            }
+            s.stop = true;
         }
-        if let Some(t) = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        self.inner.notify_synced();
+        self.inner.wake.notify_all();
+        if let Some(t) = lock(&self.thread).take() {
             let _ = t.join();
+        }
+    }
+}
+
+fn multi_thread_runtime() -> bool {
+    tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread)
+}
+
+// === impl Inner ===
+
+impl Inner {
+    /// Chains and writes a record on the caller's thread. Returns its
+    /// sequence number and, with `fsync = "batch"`, the sync to wait for.
+    fn append(
+        &self,
+        record: Record,
+        fsync: crate::config::Fsync,
+    ) -> Result<(u64, Option<u64>), AuditUnavailable> {
+        let mut guard = lock(&self.writer);
+        let w = guard.as_mut().ok_or(AuditUnavailable)?;
+        if lock(&self.sync).failed {
+            return Err(AuditUnavailable);
+        }
+        let seq = w.write_one(record)?;
+        let ticket = w.appended();
+        drop(guard);
+        if fsync != crate::config::Fsync::Batch {
+            return Ok((seq, None));
+        }
+        self.request_sync(ticket);
+        Ok((seq, Some(ticket)))
+    }
+
+    fn request_sync(&self, ticket: u64) {
+        let mut s = lock(&self.sync);
+        if ticket > s.requested {
+            s.requested = ticket;
+            drop(s);
+            self.wake.notify_one();
+        }
+    }
+
+    async fn wait_synced(&self, ticket: u64) -> Result<(), AuditUnavailable> {
+        loop {
+            let notified = self.synced.notified();
+            tokio::pin!(notified);
+            // Registered before the check, so a sync in between wakes us.
+            notified.as_mut().enable();
+            {
+                let s = lock(&self.sync);
+                if s.synced >= ticket {
+                    return Ok(());
+                }
+                if s.failed || s.stop {
+                    return Err(AuditUnavailable);
+                }
+            }
+            notified.await;
+        }
+    }
+
+    fn notify_synced(&self) {
+        self.synced.notify_waiters();
+        self.synced_cv.notify_all();
+    }
+
+    /// The sync thread: group commit, plus the checkpoints and ratchets due
+    /// by time.
+    fn run(&self) {
+        let mut last_tick = std::time::Instant::now();
+        loop {
+            let target = {
+                let mut s = lock(&self.sync);
+                if !s.stop && (s.requested <= s.synced || s.failed) {
+                    s = self
+                        .wake
+                        .wait_timeout(s, TICK)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0;
+                }
+                if s.stop {
+                    return;
+                }
+                (s.requested > s.synced && !s.failed).then_some(s.requested)
+            };
+            if let Some(target) = target {
+                let file = lock(&self.writer).as_ref().map(|w| w.file.clone());
+                let result = match file {
+                    Some(f) => f.sync_data(),
+                    None => Err(io::Error::other("the audit log is sealed")),
+                };
+                {
+                    let mut s = lock(&self.sync);
+                    match result {
+                        Ok(()) => s.synced = s.synced.max(target),
+                        Err(e) => {
+                            tracing::error!(error = %e, "Cannot sync the audit log; refusing requests until restart");
+                            s.failed = true;
+                        }
+                    }
+                }
+                self.notify_synced();
+            }
+            if last_tick.elapsed() >= TICK {
+                last_tick = std::time::Instant::now();
+                let appended = lock(&self.writer).as_mut().map(|w| {
+                    w.tick();
+                    w.appended()
+                });
+                if let Some(a) = appended {
+                    self.request_sync(a);
+                }
+            }
         }
     }
 }

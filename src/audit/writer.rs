@@ -9,11 +9,10 @@
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use tokio::sync::oneshot;
 use tracing::{error, info, warn};
 use zeroize::Zeroizing;
 
@@ -22,29 +21,6 @@ use super::syslog::{SyslogConfig, SyslogSink};
 use super::{AuditUnavailable, Decision, Record};
 use crate::config::{Audit, Fsync};
 use crate::identity::hex;
-
-pub enum Msg {
-    Record(Record, Reply),
-    Close(mpsc::Sender<()>),
-}
-
-pub enum Reply {
-    Async(oneshot::Sender<Result<u64, AuditUnavailable>>),
-    Sync(mpsc::Sender<Result<u64, AuditUnavailable>>),
-}
-
-impl Reply {
-    fn send(self, r: Result<u64, AuditUnavailable>) {
-        match self {
-            Reply::Async(tx) => {
-                let _ = tx.send(r);
-            }
-            Reply::Sync(tx) => {
-                let _ = tx.send(r);
-            }
-        }
-    }
-}
 
 /// File names of the key material, beside the log by default.
 pub struct KeyFiles {
@@ -74,7 +50,8 @@ impl KeyFiles {
 pub struct Writer {
     cfg: Audit,
     host: Arc<str>,
-    file: File,
+    /// Shared with the sync thread, which calls `fdatasync` on it.
+    pub(super) file: Arc<File>,
     file_len: u64,
     file_day: Option<jiff::civil::Date>,
     file_first_seq: Option<u64>,
@@ -92,6 +69,8 @@ pub struct Writer {
     /// Set while the rotation checkpoint is written.
     rotating: bool,
     buf: Vec<u8>,
+    /// Batches written so far.
+    appended: u64,
 }
 
 /// The tail of an existing chain.
@@ -137,7 +116,7 @@ impl Writer {
         let mut w = Writer {
             cfg: cfg.clone(),
             host,
-            file,
+            file: Arc::new(file),
             file_len,
             file_day: None,
             file_first_seq: None,
@@ -147,6 +126,7 @@ impl Writer {
             signer,
             keys,
             since_checkpoint: 0,
+            appended: 0,
             last_checkpoint: Instant::now(),
             last_ratchet: Instant::now(),
             sink: cfg.syslog.as_ref().map(|s| {
@@ -178,62 +158,51 @@ impl Writer {
         Ok(w)
     }
 
-    pub fn run(mut self, rx: mpsc::Receiver<Msg>) {
-        if !self.pending.is_empty() {
-            let pending = std::mem::take(&mut self.pending);
-            let jobs = pending.into_iter().map(|r| (r, None)).collect();
-            self.write_batch(jobs);
+    /// Writes records queued while opening, such as `audit.recovered`,
+    /// and syncs them.
+    pub fn flush_pending(&mut self) -> io::Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
         }
-        loop {
-            let wait = self
-                .next_deadline()
-                .saturating_duration_since(Instant::now());
-            let first = match rx.recv_timeout(wait) {
-                Ok(m) => m,
-                Err(mpsc::RecvTimeoutError::Timeout) => {
-                    self.on_timer();
-                    continue;
-                }
-                Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    self.seal_and_stop();
-                    return;
-                }
-            };
-            let mut jobs = Vec::new();
-            let mut close = None;
-            match first {
-                Msg::Record(r, reply) => jobs.push((r, Some(reply))),
-                Msg::Close(tx) => close = Some(tx),
-            }
-            while close.is_none() && jobs.len() < 4096 {
-                match rx.try_recv() {
-                    Ok(Msg::Record(r, reply)) => jobs.push((r, Some(reply))),
-                    Ok(Msg::Close(tx)) => close = Some(tx),
-                    Err(_) => break,
-                }
-            }
-            if !jobs.is_empty() {
-                self.write_batch(jobs);
-            }
-            if let Some(tx) = close {
-                self.seal_and_stop();
-                let _ = tx.send(());
-                // Later writers find the channel closed and fail closed.
-                return;
-            }
-            if self.since_checkpoint >= self.cfg.checkpoint_every {
-                self.checkpoint("count", false);
-            }
-            self.on_timer();
+        let pending = std::mem::take(&mut self.pending);
+        let (ok, _) = self.write_batch(pending);
+        if !ok {
+            return Err(io::Error::other("cannot write the audit log"));
         }
+        self.file.sync_data()
     }
 
-    fn next_deadline(&self) -> Instant {
-        let ratchet = self.last_ratchet + self.cfg.ratchet_interval;
-        if self.since_checkpoint > 0 {
-            ratchet.min(self.last_checkpoint + self.cfg.checkpoint_interval)
-        } else {
-            ratchet
+    /// Chains and writes one record, and writes a checkpoint after it when
+    /// one is due by count. With `fsync = "always"` the record is synced
+    /// before this returns; with `"batch"` the caller waits for the sync
+    /// thread. Returns the record's sequence number.
+    pub fn write_one(&mut self, rec: Record) -> Result<u64, AuditUnavailable> {
+        let (ok, seqs) = self.write_batch(vec![rec]);
+        let seq = match (ok, seqs.first()) {
+            (true, Some(Some(s))) => *s,
+            _ => return Err(AuditUnavailable),
+        };
+        if self.since_checkpoint >= self.cfg.checkpoint_every {
+            self.checkpoint("count", false);
+        }
+        Ok(seq)
+    }
+
+    /// Batches appended so far; the sync thread syncs up to this.
+    pub fn appended(&self) -> u64 {
+        self.appended
+    }
+
+    /// Checkpoints and ratchets that are due by time.
+    pub fn tick(&mut self) {
+        self.on_timer();
+    }
+
+    /// Writes the final checkpoint, syncs the file and saves the key state.
+    pub fn seal(&mut self) {
+        self.seal_and_stop();
+        if let Err(e) = self.file.sync_all() {
+            error!(error = %e, "Cannot sync the audit log at shutdown");
         }
     }
 
@@ -305,15 +274,16 @@ impl Writer {
             "public_key": self.signer.public_hex(),
             "final": last,
         }));
-        if self.append(vec![(r, None)]) {
+        if self.append(vec![r]).0 {
             self.since_checkpoint = 0;
             self.last_checkpoint = Instant::now();
         }
     }
 
-    /// Chains, writes and syncs a batch, then answers each job. Returns
-    /// whether the batch reached the file.
-    fn write_batch(&mut self, jobs: Vec<(Record, Option<Reply>)>) -> bool {
+    /// Chains and writes a batch (and syncs it with `fsync = "always"`).
+    /// Returns whether the batch reached the file, and each record's
+    /// sequence number.
+    fn write_batch(&mut self, jobs: Vec<Record>) -> (bool, Vec<Option<u64>>) {
         self.maybe_rotate();
         self.append(jobs)
     }
@@ -326,12 +296,12 @@ impl Writer {
         }
     }
 
-    fn append(&mut self, mut jobs: Vec<(Record, Option<Reply>)>) -> bool {
+    fn append(&mut self, mut jobs: Vec<Record>) -> (bool, Vec<Option<u64>>) {
         let saved = (self.next_seq, self.last_hash.clone());
         self.buf.clear();
         let mut seqs = Vec::with_capacity(jobs.len());
         let mut ends = Vec::with_capacity(jobs.len());
-        for (rec, _) in &mut jobs {
+        for rec in &mut jobs {
             rec.seq = self.next_seq;
             rec.prev = self.last_hash.clone();
             rec.epoch = Some(self.key.epoch);
@@ -364,16 +334,9 @@ impl Writer {
             self.file_len += written;
             self.since_checkpoint += seqs.iter().flatten().count() as u64;
             self.forward(&jobs, &ends);
+            self.appended += 1;
         }
-        for ((_, reply), seq) in jobs.into_iter().zip(seqs) {
-            if let Some(reply) = reply {
-                reply.send(match (ok, seq) {
-                    (true, Some(s)) => Ok(s),
-                    _ => Err(AuditUnavailable),
-                });
-            }
-        }
-        ok
+        (ok, seqs)
     }
 
     fn write_out(&mut self, ends: &[usize]) -> io::Result<()> {
@@ -382,27 +345,24 @@ impl Writer {
                 let mut start = 0;
                 for &end in ends {
                     if end > start {
-                        self.file.write_all(&self.buf[start..end])?;
+                        (&*self.file).write_all(&self.buf[start..end])?;
                         self.file.sync_data()?;
                     }
                     start = end;
                 }
                 Ok(())
             }
-            Fsync::Batch => {
-                self.file.write_all(&self.buf)?;
-                self.file.sync_data()
-            }
-            Fsync::Never => self.file.write_all(&self.buf),
+            // The sync thread syncs batches; see `AuditLog`.
+            Fsync::Batch | Fsync::Never => (&*self.file).write_all(&self.buf),
         }
     }
 
     /// Ships written records to the syslog sink.
-    fn forward(&self, jobs: &[(Record, Option<Reply>)], ends: &[usize]) {
+    fn forward(&self, jobs: &[Record], ends: &[usize]) {
         let Some(sink) = &self.sink else { return };
         let all = self.cfg.syslog.as_ref().is_some_and(|s| s.all_records);
         let mut start = 0;
-        for ((rec, _), &end) in jobs.iter().zip(ends) {
+        for (rec, &end) in jobs.iter().zip(ends) {
             if end > start && (all || rec.kind == "checkpoint") {
                 let line = String::from_utf8_lossy(&self.buf[start..end - 1]);
                 let decision = match rec.decision {
@@ -435,7 +395,7 @@ impl Writer {
         let rotated = rotated_name(&self.cfg.path, first);
         std::fs::rename(&self.cfg.path, &rotated)?;
         match open_append(&self.cfg.path) {
-            Ok(f) => self.file = f,
+            Ok(f) => self.file = Arc::new(f),
             Err(e) => {
                 // Put the file back, so that the chain goes on in the file
                 // the next rotation expects.

@@ -136,6 +136,16 @@ BW_PID=$!
 pids+=($BW_PID)
 wait_for "$WORK/botward.out" "botward ready"
 
+# The same botward with `fsync = "never"`: not a goal figure, it shows what
+# waiting for the disk costs.
+BWN_PORT="$(port)"
+mkdir -p "$WORK/audit-never"
+sed -e "s#127.0.0.1:$BW_PORT#127.0.0.1:$BWN_PORT#" -e "s#$WORK/audit/audit.jsonl\"#$WORK/audit-never/audit.jsonl\"\nfsync = \"never\"#" \
+    "$WORK/botward.toml" >"$WORK/botward-never.toml"
+"$BIN" serve --config "$WORK/botward-never.toml" >"$WORK/botward-never.out" 2>"$WORK/botward-never.err" &
+pids+=($!)
+wait_for "$WORK/botward-never.out" "botward ready"
+
 REF_PORT="$(port)"
 "$EX/ref_server" --addr "127.0.0.1:$REF_PORT" --cert "$TLS/server.pem" --key "$TLS/server-key.pem" --ca "$TLS/ca.pem" >"$WORK/ref.out" 2>&1 &
 REF_PID=$!
@@ -165,6 +175,7 @@ run kv-direct-approle -H "X-Vault-Token: $APPROLE_TOKEN" "$BAO_ADDR/v1/secret/da
 run kv-direct-root -H "X-Vault-Token: $BAO_TOKEN" "$BAO_ADDR/v1/secret/data/rpa/erp-db"
 if [[ $CACHED == 1 ]]; then
     run cached-botward "${CERT[@]}" "https://127.0.0.1:$BW_PORT/v1/secrets/erp-db-cached"
+    run cached-botward-never "${CERT[@]}" "https://127.0.0.1:$BWN_PORT/v1/secrets/erp-db-cached"
 fi
 run cached-proxy "${CERT[@]}" "https://127.0.0.1:$PROXY_PORT/v1/database/creds/erp-readonly"
 run ref-keepalive "${CERT[@]}" "https://127.0.0.1:$REF_PORT/"
@@ -174,6 +185,7 @@ hs hs-full-botward "$BW_PORT" "$HS_PATH" full
 hs hs-full-ref "$REF_PORT" / full
 hs hs-resumed-botward "$BW_PORT" "$HS_PATH" resumed
 hs hs-resumed-ref "$REF_PORT" / resumed
+hs hs-resumed-botward-never "$BWN_PORT" "$HS_PATH" resumed
 DB_LEASES="$(bao list -format=json sys/leases/lookup/database/creds/erp-readonly 2>/dev/null | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))' || echo 0)"
 
 python3 - "$WORK" "$DURATION" "$CONNS" "$CACHED" "$DB_LEASES" \
@@ -194,8 +206,8 @@ def oha(name):
 def hs(name):
     r = json.load(open(f"{work}/{name}.json"))
     return dict(rps=r["rps"], p50=r["p50_ms"], p99=r["p99_ms"], ok=r["ok"], total=r["total"], resumed=r["resumed"])
-R = {n: oha(n) for n in ["kv-botward", "kv-proxy", "kv-direct-approle", "kv-direct-root", "cached-botward", "cached-proxy", "ref-keepalive"]}
-R.update({n: hs(n) for n in ["hs-full-botward", "hs-full-ref", "hs-resumed-botward", "hs-resumed-ref"]})
+R = {n: oha(n) for n in ["kv-botward", "kv-proxy", "kv-direct-approle", "kv-direct-root", "cached-botward", "cached-botward-never", "cached-proxy", "ref-keepalive"]}
+R.update({n: hs(n) for n in ["hs-full-botward", "hs-full-ref", "hs-resumed-botward", "hs-resumed-ref", "hs-resumed-botward-never"]})
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.machine())
 print(f"machine: {cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}; {bw_version}, {bao_version}")
 print(f"load: {conns} connections, {dur} after a 2 s warm-up; client certificates everywhere; botward audit on, fsync batch")
@@ -207,14 +219,16 @@ rows = [("KV read", "botward", "kv-botward"), ("KV read", "OpenBao Proxy", "kv-p
         ("KV read", "OpenBao direct, root token", "kv-direct-root"),
         ("cached read", "botward, cache_ttl = 30s", "cached-botward"),
         ("cached read", "OpenBao Proxy, cached database creds", "cached-proxy"),
+        ("cached read", "botward, fsync never (context only)", "cached-botward-never"),
         ("cached read", "reference server, constant", "ref-keepalive"),
         ("full hs", f"botward {hs_path}", "hs-full-botward"), ("full hs", "reference server", "hs-full-ref"),
-        ("resumed hs", f"botward {hs_path}", "hs-resumed-botward"), ("resumed hs", "reference server", "hs-resumed-ref")]
+        ("resumed hs", f"botward {hs_path}", "hs-resumed-botward"), ("resumed hs", "reference server", "hs-resumed-ref"),
+        ("resumed hs", "botward, fsync never (context only)", "hs-resumed-botward-never")]
 for comp, label, key in rows:
     r = R[key]
     if r is None:
         print(f"| {comp:12} | {label:44} | {'n/a':>7} | {'':>6} | {'':>7} | {'':>16} |"); continue
-    extra = f" ({r['resumed']} resumed)" if "resumed" in key else ""
+    extra = f" ({r['resumed']} resumed)" if "resumed" in key and "never" not in key else ""
     print(f"| {comp:12} | {label + extra:44} | {r['rps']:7.0f} | {r['p50']:6.2f} | {r['p99']:7.2f} | {str(r['ok']) + ' / ' + str(r['total']):>16} |")
 print()
 print(f"| process | idle RSS MB | peak RSS MB |\n|---|---|---|")
@@ -233,6 +247,9 @@ print(f"| cached read, botward / proxy cached | {ratio('cached-botward', 'cached
 print(f"| cached read, botward / reference | {ratio('cached-botward', 'ref-keepalive', '0.6x')} |")
 print(f"| full handshakes, botward / reference | {ratio('hs-full-botward', 'hs-full-ref', '0.9x')} |")
 print(f"| resumed handshakes, botward / reference | {ratio('hs-resumed-botward', 'hs-resumed-ref', '0.9x')} |")
+if R["cached-botward-never"] is not None:
+    print(f"| context: cached read with fsync never, / reference | {R['cached-botward-never']['rps'] / R['ref-keepalive']['rps']:.2f}x |")
+print(f"| context: resumed handshakes with fsync never, / reference | {R['hs-resumed-botward-never']['rps'] / R['hs-resumed-ref']['rps']:.2f}x |")
 pk = float(bw_peak) / float(px_peak)
 print(f"| peak RSS, botward / proxy | {pk:.2f} (goal at most 0.25: {'met' if pk <= 0.25 else 'missed'}) |")
 print(f"| idle RSS, botward | {bw_idle} MB (goal at most 15 MB: {'met' if float(bw_idle) <= 15 else 'missed'}) |")

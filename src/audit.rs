@@ -225,15 +225,16 @@ impl AuditLog {
 
     /// Writes the final seal and stops the sync thread. Later writes fail.
     pub fn close(&self) {
-        let sealed = lock(&self.inner.writer).take().map(|mut w| {
-            w.seal();
-            w.appended()
-        });
+        let sealed = lock(&self.inner.writer)
+            .take()
+            .map(|mut w| w.seal().map(|()| w.appended()));
         {
             let mut s = lock(&self.inner.sync);
-            // `seal` synced the whole file.
-            if let Some(done) = sealed {
-                s.synced = s.synced.max(done);
+            match sealed {
+                // `seal` synced the whole file.
+                Some(Ok(done)) => s.synced = s.synced.max(done),
+                Some(Err(_)) => s.failed = true,
+                None => {}
             }
             s.stop = true;
         }
@@ -265,9 +266,14 @@ impl Inner {
         if lock(&self.sync).failed {
             return Err(AuditUnavailable);
         }
-        let seq = w.write_one(record)?;
+        let written = w.write_one(record);
+        let sync_failed = w.sync_failed;
         let ticket = w.appended();
         drop(guard);
+        if sync_failed {
+            self.fail();
+        }
+        let seq = written?;
         if fsync != crate::config::Fsync::Batch {
             return Ok((seq, None));
         }
@@ -303,6 +309,12 @@ impl Inner {
         }
     }
 
+    /// Stops the log after a failed sync: waiters and later requests fail.
+    fn fail(&self) {
+        lock(&self.sync).failed = true;
+        self.notify_synced();
+    }
+
     fn notify_synced(&self) {
         self.synced.notify_waiters();
         self.synced_cv.notify_all();
@@ -311,6 +323,16 @@ impl Inner {
     /// The sync thread: group commit, plus the checkpoints and ratchets due
     /// by time.
     fn run(&self) {
+        /// If this thread dies, nobody would wake the waiters: fail them.
+        struct FailOnPanic<'a>(&'a Inner);
+        impl Drop for FailOnPanic<'_> {
+            fn drop(&mut self) {
+                if thread::panicking() {
+                    self.0.fail();
+                }
+            }
+        }
+        let _guard = FailOnPanic(self);
         let mut last_tick = std::time::Instant::now();
         loop {
             let target = {
@@ -328,11 +350,11 @@ impl Inner {
                 (s.requested > s.synced && !s.failed).then_some(s.requested)
             };
             if let Some(target) = target {
-                let file = lock(&self.writer).as_ref().map(|w| w.file.clone());
-                let result = match file {
-                    Some(f) => f.sync_data(),
-                    None => Err(io::Error::other("the audit log is sealed")),
+                let Some(file) = lock(&self.writer).as_ref().map(|w| w.file.clone()) else {
+                    // Sealed: `close` synced the file and answers the waiters.
+                    continue;
                 };
+                let result = file.sync_data();
                 {
                     let mut s = lock(&self.sync);
                     match result {
@@ -345,14 +367,16 @@ impl Inner {
                 }
                 self.notify_synced();
             }
-            if last_tick.elapsed() >= TICK {
+            if last_tick.elapsed() >= TICK && !lock(&self.sync).failed {
                 last_tick = std::time::Instant::now();
-                let appended = lock(&self.writer).as_mut().map(|w| {
+                let ticked = lock(&self.writer).as_mut().map(|w| {
                     w.tick();
-                    w.appended()
+                    (w.appended(), w.sync_failed)
                 });
-                if let Some(a) = appended {
-                    self.request_sync(a);
+                match ticked {
+                    Some((_, true)) => self.fail(),
+                    Some((appended, false)) => self.request_sync(appended),
+                    None => {}
                 }
             }
         }

@@ -71,6 +71,9 @@ pub struct Writer {
     buf: Vec<u8>,
     /// Batches written so far.
     appended: u64,
+    /// A sync of this file failed: what it holds is unknown, so it takes
+    /// no more records.
+    pub(super) sync_failed: bool,
 }
 
 /// The tail of an existing chain.
@@ -127,6 +130,7 @@ impl Writer {
             keys,
             since_checkpoint: 0,
             appended: 0,
+            sync_failed: false,
             last_checkpoint: Instant::now(),
             last_ratchet: Instant::now(),
             sink: cfg.syslog.as_ref().map(|s| {
@@ -177,6 +181,9 @@ impl Writer {
     /// before this returns; with `"batch"` the caller waits for the sync
     /// thread. Returns the record's sequence number.
     pub fn write_one(&mut self, rec: Record) -> Result<u64, AuditUnavailable> {
+        if self.sync_failed {
+            return Err(AuditUnavailable);
+        }
         let (ok, seqs) = self.write_batch(vec![rec]);
         let seq = match (ok, seqs.first()) {
             (true, Some(Some(s))) => *s,
@@ -199,11 +206,12 @@ impl Writer {
     }
 
     /// Writes the final checkpoint, syncs the file and saves the key state.
-    pub fn seal(&mut self) {
+    pub fn seal(&mut self) -> io::Result<()> {
         self.seal_and_stop();
-        if let Err(e) = self.file.sync_all() {
+        self.file.sync_all().inspect_err(|e| {
+            self.sync_failed = true;
             error!(error = %e, "Cannot sync the audit log at shutdown");
-        }
+        })
     }
 
     fn on_timer(&mut self) {
@@ -346,7 +354,10 @@ impl Writer {
                 for &end in ends {
                     if end > start {
                         (&*self.file).write_all(&self.buf[start..end])?;
-                        self.file.sync_data()?;
+                        if let Err(e) = self.file.sync_data() {
+                            self.sync_failed = true;
+                            return Err(e);
+                        }
                     }
                     start = end;
                 }
@@ -390,7 +401,10 @@ impl Writer {
         self.rotating = true;
         self.checkpoint("rotation", false);
         self.rotating = false;
-        self.file.sync_all()?;
+        if let Err(e) = self.file.sync_all() {
+            self.sync_failed = true;
+            return Err(e);
+        }
         let first = self.file_first_seq.unwrap_or(self.next_seq);
         let rotated = rotated_name(&self.cfg.path, first);
         std::fs::rename(&self.cfg.path, &rotated)?;

@@ -75,6 +75,34 @@ fn no_copy_of_a_kv_secret_survives_in_memory() {
 
 #[cfg(target_os = "linux")]
 #[test]
+fn an_evicted_cache_entry_leaves_no_copy_in_memory() {
+    let Some(h) = Harness::new("memscan-cache") else {
+        return;
+    };
+    let config = h.config(Auth::AppRole, &h.audit_path(), "");
+    let kv = "path = \"rpa/erp-db\"\n";
+    assert!(config.contains(kv));
+    let b = h.start(&config.replace(kv, &format!("{kv}cache_ttl = \"2s\"\n")));
+    let bot = h.bot("invoice-bot");
+    for _ in 0..20 {
+        assert_eq!(b.call(&h, &bot, "GET", "/v1/secrets/erp-db").status, 200);
+    }
+    // While cached, the value is in memory: the scan finds what is there.
+    let cached = scan(b.pid(), h.erp_password.as_bytes());
+    assert!(
+        cached > 0,
+        "the cached value should be found while it is cached"
+    );
+    // TTL 2 s, the reaper runs every second, idle Vault connections close
+    // after 5 s.
+    std::thread::sleep(Duration::from_secs(8));
+    let after = scan(b.pid(), h.erp_password.as_bytes());
+    eprintln!("memory scan: {cached} copies while cached, {after} after eviction");
+    assert_eq!(after, 0, "the evicted value is still in memory");
+}
+
+#[cfg(target_os = "linux")]
+#[test]
 fn the_process_is_hardened() {
     let Some(h) = Harness::new("harden") else {
         return;

@@ -351,7 +351,9 @@ impl Inner {
             };
             if let Some(target) = target {
                 let Some(file) = lock(&self.writer).as_ref().map(|w| w.file.clone()) else {
-                    // Sealed: `close` synced the file and answers the waiters.
+                    // Sealed: `close` syncs the file, answers the waiters and
+                    // stops this thread in a moment.
+                    thread::sleep(std::time::Duration::from_millis(1));
                     continue;
                 };
                 let result = file.sync_data();

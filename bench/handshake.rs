@@ -16,26 +16,15 @@ use std::time::{Duration, Instant};
 
 use rustls::client::Resumption;
 use rustls::crypto::ring as provider;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-use rustls::{ClientConfig, RootCertStore};
+use rustls::pki_types::ServerName;
+use rustls::ClientConfig;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
-fn arg(name: &str, default: Option<&str>) -> String {
-    let mut args = std::env::args();
-    while let Some(a) = args.next() {
-        if a == name {
-            return args
-                .next()
-                .unwrap_or_else(|| panic!("{name} needs a value"));
-        }
-    }
-    default
-        .map(str::to_owned)
-        .unwrap_or_else(|| panic!("missing {name}"))
-}
+#[path = "common.rs"]
+mod common;
+use common::{arg, cert_and_key, roots};
 
 struct Outcome {
     latencies: Vec<Duration>,
@@ -67,19 +56,11 @@ async fn one(
 }
 
 fn main() {
-    let mut roots = RootCertStore::empty();
-    for ca in CertificateDer::pem_file_iter(arg("--ca", None)).expect("CA") {
-        roots.add(ca.expect("CA")).expect("CA");
-    }
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(arg("--cert", None))
-        .expect("client certificate")
-        .collect::<Result<_, _>>()
-        .expect("client certificate");
-    let key = PrivateKeyDer::from_pem_file(arg("--key", None)).expect("client key");
+    let (certs, key) = cert_and_key();
     let mut cfg = ClientConfig::builder_with_provider(Arc::new(provider::default_provider()))
         .with_protocol_versions(&[&rustls::version::TLS13])
         .expect("TLS 1.3")
-        .with_root_certificates(roots)
+        .with_root_certificates(roots())
         .with_client_auth_cert(certs, key)
         .expect("client certificate and key");
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];

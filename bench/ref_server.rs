@@ -16,37 +16,20 @@ use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use rustls::crypto::ring as provider;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ServerSessionMemoryCache, WebPkiClientVerifier};
-use rustls::{RootCertStore, ServerConfig};
+use rustls::ServerConfig;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
+#[path = "common.rs"]
+mod common;
+use common::{arg, cert_and_key, roots};
+
 const BODY: &[u8] = br#"{"name":"erp-db","data":{"password":"constant","username":"erp_invoice"},"version":1,"request_id":"00000000000000000000000000000000"}"#;
 
-fn arg(name: &str) -> String {
-    let mut args = std::env::args();
-    while let Some(a) = args.next() {
-        if a == name {
-            return args
-                .next()
-                .unwrap_or_else(|| panic!("{name} needs a value"));
-        }
-    }
-    panic!("missing {name}")
-}
-
 fn main() {
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(arg("--cert"))
-        .expect("server certificate")
-        .collect::<Result<_, _>>()
-        .expect("server certificate");
-    let key = PrivateKeyDer::from_pem_file(arg("--key")).expect("server key");
-    let mut roots = RootCertStore::empty();
-    for ca in CertificateDer::pem_file_iter(arg("--ca")).expect("client CA") {
-        roots.add(ca.expect("client CA")).expect("client CA");
-    }
+    let (certs, key) = cert_and_key();
+    let roots = roots();
     let provider = Arc::new(provider::default_provider());
     let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
         .build()
@@ -67,7 +50,7 @@ fn main() {
         .build()
         .expect("runtime");
     rt.block_on(async move {
-        let listener = TcpListener::bind(arg("--addr")).await.expect("bind");
+        let listener = TcpListener::bind(arg("--addr", None)).await.expect("bind");
         println!("ready {}", listener.local_addr().expect("local address"));
         loop {
             let Ok((tcp, _)) = listener.accept().await else {

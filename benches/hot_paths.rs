@@ -211,36 +211,26 @@ fn main() {
     let source = source_key("host-1", "unix", Some(1001), Some("/opt/rpa/bin/python3"));
     let secrets = ["erp-db", "erp-db-login", "sftp"];
     let mut findings = Vec::new();
+    // Runs of three reads every 10 minutes.
     let mut i = 0u64;
     let mut next = || {
-        // Runs of three reads every 10 minutes.
         let ts = t0 + SignedDuration::from_secs((i / 3) as i64 * 600 + (i % 3) as i64);
-        let s = secrets[(i % 3) as usize];
+        let secret = secrets[(i % 3) as usize];
         i += 1;
-        (ts, s)
+        Event {
+            ts,
+            kind: "secret.read",
+            secret: Some(secret),
+            denied: false,
+            source: source.clone(),
+            id: "",
+        }
     };
     for _ in 0..3 * 6 * 24 * 8 {
-        let (ts, s) = next();
-        let ev = Event {
-            ts,
-            kind: "secret.read",
-            secret: Some(s),
-            denied: false,
-            source: source.clone(),
-            id: "",
-        };
-        model.observe(&ev, &tz, &mut findings, true);
+        model.observe(&next(), &tz, &mut findings, true);
     }
     b.run("anomaly: online score (trained model)", || {
-        let (ts, s) = next();
-        let ev = Event {
-            ts,
-            kind: "secret.read",
-            secret: Some(s),
-            denied: false,
-            source: source.clone(),
-            id: "",
-        };
+        let ev = next();
         findings.clear();
         black_box(model.observe(&ev, &tz, &mut findings, true));
     });

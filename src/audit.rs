@@ -263,9 +263,7 @@ impl Inner {
     ) -> Result<(u64, Option<u64>), AuditUnavailable> {
         let mut guard = lock(&self.writer);
         let w = guard.as_mut().ok_or(AuditUnavailable)?;
-        if lock(&self.sync).failed {
-            return Err(AuditUnavailable);
-        }
+        // Refuses the record if any sync has failed.
         let written = w.write_one(record);
         let sync_failed = w.sync_failed;
         let ticket = w.appended();
@@ -312,6 +310,9 @@ impl Inner {
     /// Stops the log after a failed sync: waiters and later requests fail.
     fn fail(&self) {
         lock(&self.sync).failed = true;
+        if let Some(w) = lock(&self.writer).as_mut() {
+            w.sync_failed = true;
+        }
         self.notify_synced();
     }
 
@@ -357,17 +358,18 @@ impl Inner {
                     continue;
                 };
                 let result = file.sync_data();
-                {
-                    let mut s = lock(&self.sync);
-                    match result {
-                        Ok(()) => s.synced = s.synced.max(target),
-                        Err(e) => {
-                            tracing::error!(error = %e, "Cannot sync the audit log; refusing requests until restart");
-                            s.failed = true;
-                        }
+                match result {
+                    Ok(()) => {
+                        let mut s = lock(&self.sync);
+                        s.synced = s.synced.max(target);
+                        drop(s);
+                        self.notify_synced();
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "Cannot sync the audit log; refusing requests until restart");
+                        self.fail();
                     }
                 }
-                self.notify_synced();
             }
             if last_tick.elapsed() >= TICK && !lock(&self.sync).failed {
                 last_tick = std::time::Instant::now();

@@ -1,6 +1,6 @@
 //! Micro-benchmarks of the per-request hot paths: the policy decision, the
-//! audit record (serialize, chain and MAC; then the whole write through the
-//! writer thread), online anomaly scoring, and the KV cache lookup.
+//! request ID and timestamp, the audit record (serialize, chain and MAC;
+//! then the whole write), online anomaly scoring, and the KV cache lookup.
 //!
 //!   cargo bench --bench hot_paths [FILTER]
 //!
@@ -163,6 +163,17 @@ fn main() {
             &cx,
         ));
     });
+
+    // Per-request labels: the request ID and the record's timestamp.
+    b.run("request: new request ID", || {
+        black_box(botward::api::request_id());
+    });
+    b.run(
+        "audit: record timestamp (RFC 3339, UTC, microseconds)",
+        || {
+            black_box(botward::audit::now_rfc3339());
+        },
+    );
 
     // Audit: one record serialized, chained and MACed, as the writer does.
     let key = EpochKey::from_raw(12, &[7u8; 32]);

@@ -134,6 +134,11 @@ struct SyncState {
     synced: u64,
     failed: bool,
     stop: bool,
+    /// The sync thread is waiting for work: only then does a request need
+    /// to wake it (a wake-up is a system call, even with nobody waiting).
+    idle: bool,
+    /// Threads in `write_blocking` waiting for a sync.
+    blocking_waiters: usize,
 }
 
 /// How often the sync thread checks for checkpoints and ratchets due.
@@ -209,6 +214,7 @@ impl AuditLog {
         let (seq, ticket) = self.inner.append(record, self.fsync)?;
         if let Some(ticket) = ticket {
             let mut s = lock(&self.inner.sync);
+            s.blocking_waiters += 1;
             while s.synced < ticket && !s.failed && !s.stop {
                 s = self
                     .inner
@@ -216,6 +222,7 @@ impl AuditLog {
                     .wait(s)
                     .unwrap_or_else(|e| e.into_inner());
             }
+            s.blocking_waiters -= 1;
             if s.synced < ticket {
                 return Err(AuditUnavailable);
             }
@@ -283,8 +290,11 @@ impl Inner {
         let mut s = lock(&self.sync);
         if ticket > s.requested {
             s.requested = ticket;
+            let idle = s.idle;
             drop(s);
-            self.wake.notify_one();
+            if idle {
+                self.wake.notify_one();
+            }
         }
     }
 
@@ -318,7 +328,9 @@ impl Inner {
 
     fn notify_synced(&self) {
         self.synced.notify_waiters();
-        self.synced_cv.notify_all();
+        if lock(&self.sync).blocking_waiters > 0 {
+            self.synced_cv.notify_all();
+        }
     }
 
     /// The sync thread: group commit, plus the checkpoints and ratchets due
@@ -339,11 +351,13 @@ impl Inner {
             let target = {
                 let mut s = lock(&self.sync);
                 if !s.stop && (s.requested <= s.synced || s.failed) {
+                    s.idle = true;
                     s = self
                         .wake
                         .wait_timeout(s, TICK)
                         .unwrap_or_else(|e| e.into_inner())
                         .0;
+                    s.idle = false;
                 }
                 if s.stop {
                     return;
@@ -422,9 +436,43 @@ impl Record {
 
 /// The current time as RFC 3339 UTC with microseconds.
 pub fn now_rfc3339() -> String {
-    jiff::Timestamp::now()
-        .strftime("%Y-%m-%dT%H:%M:%S%.6fZ")
-        .to_string()
+    rfc3339_micros(jiff::Timestamp::now())
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.ffffffZ`, written digit by digit: a record's
+/// timestamp is formatted on every request.
+fn rfc3339_micros(ts: jiff::Timestamp) -> String {
+    let dt = jiff::tz::Offset::UTC.to_datetime(ts);
+    let Ok(year) = u32::try_from(dt.year()) else {
+        return ts.strftime("%Y-%m-%dT%H:%M:%S%.6fZ").to_string();
+    };
+    let mut out = [0u8; 27];
+    let mut put = |at: usize, width: usize, mut v: u32| {
+        for i in (at..at + width).rev() {
+            out[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+    };
+    put(0, 4, year);
+    put(5, 2, dt.month() as u32);
+    put(8, 2, dt.day() as u32);
+    put(11, 2, dt.hour() as u32);
+    put(14, 2, dt.minute() as u32);
+    put(17, 2, dt.second() as u32);
+    put(20, 6, dt.subsec_nanosecond() as u32 / 1000);
+    for (at, c) in [
+        (4, b'-'),
+        (7, b'-'),
+        (10, b'T'),
+        (13, b':'),
+        (16, b':'),
+        (19, b'.'),
+        (26, b'Z'),
+    ] {
+        out[at] = c;
+    }
+    // Only ASCII digits and separators were written.
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 impl Drop for AuditLog {
@@ -498,6 +546,32 @@ mod tests {
 
     /// Concurrent writers under each fsync policy get distinct sequence
     /// numbers, every record reaches the file, and the log closes sealed.
+    #[test]
+    fn timestamps_match_the_rfc3339_format_of_the_contract() {
+        let fmt = |ts: jiff::Timestamp| ts.strftime("%Y-%m-%dT%H:%M:%S%.6fZ").to_string();
+        let mut samples = vec![
+            jiff::Timestamp::UNIX_EPOCH,
+            "2026-02-28T23:59:59.999999999Z".parse().unwrap(),
+            "2028-02-29T12:00:00.000001Z".parse().unwrap(),
+            "0999-01-01T00:00:00Z".parse().unwrap(),
+            "9999-12-30T12:00:00.5Z".parse().unwrap(),
+            jiff::Timestamp::now(),
+        ];
+        // A spread of seconds and nanoseconds from 1970 to 2100.
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..2000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let secs = (x % 4_102_444_800) as i64;
+            samples.push(jiff::Timestamp::new(secs, (x >> 33) as i32 % 1_000_000_000).unwrap());
+        }
+        for ts in samples {
+            assert_eq!(rfc3339_micros(ts), fmt(ts), "{ts}");
+        }
+        assert_eq!(now_rfc3339().len(), 27);
+    }
+
     #[test]
     fn concurrent_writes_under_every_fsync_policy_reach_the_file() {
         for fsync in [Fsync::Always, Fsync::Batch, Fsync::Never] {

@@ -99,7 +99,10 @@ pub struct AuditUnavailable;
 ///
 /// A request chains and writes its record itself, under a mutex, on its own
 /// thread: handing each record to another thread costs two cross-thread
-/// wake-ups, which on a virtual machine cost more than the write. With
+/// wake-ups, which on a virtual machine cost more than the write. A request
+/// that finds the writer busy does not block its thread on the mutex: it
+/// hands its record to the request holding the writer, which writes it with
+/// its own in one write, and awaits the outcome. With
 /// `fsync = "batch"` a sync thread then calls `fdatasync` for everything
 /// written since its last sync (group commit), and the request waits for it
 /// before it answers. The same thread writes the checkpoints and ratchets
@@ -117,6 +120,9 @@ pub struct AuditLog {
 struct Inner {
     /// `None` once the log is sealed.
     writer: Mutex<Option<writer::Writer>>,
+    /// Records from requests that found the writer busy, for whoever holds
+    /// it to write next.
+    handoff: Mutex<Vec<(Record, Outcome)>>,
     sync: Mutex<SyncState>,
     /// Wakes the sync thread.
     wake: Condvar,
@@ -141,6 +147,10 @@ struct SyncState {
     blocking_waiters: usize,
 }
 
+/// Where a handed-off record's sequence number and sync ticket go. Dropped
+/// unsent (a panic while writing), it reads as a failed write.
+type Outcome = tokio::sync::oneshot::Sender<Result<(u64, u64), AuditUnavailable>>;
+
 /// How often the sync thread checks for checkpoints and ratchets due.
 const TICK: std::time::Duration = std::time::Duration::from_millis(100);
 
@@ -160,6 +170,7 @@ impl AuditLog {
         let done = w.appended();
         let inner = Arc::new(Inner {
             writer: Mutex::new(Some(w)),
+            handoff: Mutex::new(Vec::new()),
             sync: Mutex::new(SyncState {
                 requested: done,
                 synced: done,
@@ -201,7 +212,7 @@ impl AuditLog {
             crate::config::Fsync::Always if multi_thread_runtime() => {
                 tokio::task::block_in_place(|| self.inner.append(record, self.fsync))?
             }
-            _ => self.inner.append(record, self.fsync)?,
+            _ => self.inner.append_or_hand_off(record, self.fsync).await?,
         };
         if let Some(ticket) = ticket {
             self.inner.wait_synced(ticket).await?;
@@ -232,9 +243,9 @@ impl AuditLog {
 
     /// Writes the final seal and stops the sync thread. Later writes fail.
     pub fn close(&self) {
-        let sealed = lock(&self.inner.writer)
-            .take()
-            .map(|mut w| w.seal().map(|()| w.appended()));
+        let sealed = self
+            .inner
+            .with_writer(|w| w.take().map(|mut w| w.seal().map(|()| w.appended())));
         {
             let mut s = lock(&self.inner.sync);
             match sealed {
@@ -261,24 +272,112 @@ fn multi_thread_runtime() -> bool {
 // === impl Inner ===
 
 impl Inner {
-    /// Chains and writes a record on the caller's thread. Returns its
-    /// sequence number and, with `fsync = "batch"`, the sync to wait for.
+    /// Chains and writes a record on the caller's thread, waiting for the
+    /// writer if it is busy. Returns its sequence number and, with
+    /// `fsync = "batch"`, the sync to wait for.
     fn append(
         &self,
         record: Record,
         fsync: crate::config::Fsync,
     ) -> Result<(u64, Option<u64>), AuditUnavailable> {
-        let mut guard = lock(&self.writer);
-        let w = guard.as_mut().ok_or(AuditUnavailable)?;
-        // Refuses the record if any sync has failed.
-        let written = w.write_one(record);
-        let sync_failed = w.sync_failed;
-        let ticket = w.appended();
+        let written = self.write_locked(lock(&self.writer), Some(record));
+        self.drain_handoff();
+        self.after_write(written.unwrap_or(Err(AuditUnavailable)), fsync)
+    }
+
+    /// Like [`append`](Self::append), but if the writer is busy the record
+    /// is handed to its holder and this task waits without blocking its
+    /// thread.
+    async fn append_or_hand_off(
+        &self,
+        record: Record,
+        fsync: crate::config::Fsync,
+    ) -> Result<(u64, Option<u64>), AuditUnavailable> {
+        if let Some(guard) = self.try_writer() {
+            let written = self.write_locked(guard, Some(record));
+            // Records handed over after this holder took the hand-offs.
+            self.drain_handoff();
+            return self.after_write(written.unwrap_or(Err(AuditUnavailable)), fsync);
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        lock(&self.handoff).push((record, tx));
+        // The holder may have taken the hand-offs just before ours.
+        self.drain_handoff();
+        self.after_write(rx.await.unwrap_or(Err(AuditUnavailable)), fsync)
+    }
+
+    fn try_writer(&self) -> Option<std::sync::MutexGuard<'_, Option<writer::Writer>>> {
+        match self.writer.try_lock() {
+            Ok(guard) => Some(guard),
+            Err(std::sync::TryLockError::Poisoned(e)) => Some(e.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        }
+    }
+
+    /// Writes the handed-off records and `own` in one write, answers the
+    /// hand-offs and releases the writer. Returns `own`'s sequence number
+    /// and sync ticket.
+    fn write_locked(
+        &self,
+        mut guard: std::sync::MutexGuard<'_, Option<writer::Writer>>,
+        own: Option<Record>,
+    ) -> Option<Result<(u64, u64), AuditUnavailable>> {
+        let handed = std::mem::take(&mut *lock(&self.handoff));
+        if handed.is_empty() && own.is_none() {
+            return None;
+        }
+        let mut records = Vec::with_capacity(handed.len() + 1);
+        let mut outcomes = Vec::with_capacity(handed.len());
+        for (record, outcome) in handed {
+            records.push(record);
+            outcomes.push(outcome);
+        }
+        let has_own = own.is_some();
+        records.extend(own);
+        let n = records.len();
+        let (mut results, ticket, sync_failed) = match guard.as_mut() {
+            // Sealed: nothing more is written.
+            None => (vec![Err(AuditUnavailable); n], 0, false),
+            // Refuses the records if any sync has failed.
+            Some(w) => (w.write_many(records), w.appended(), w.sync_failed),
+        };
         drop(guard);
         if sync_failed {
             self.fail();
         }
-        let seq = written?;
+        let mine = has_own.then(|| results.pop().unwrap_or(Err(AuditUnavailable)));
+        for (outcome, result) in outcomes.into_iter().zip(results) {
+            // A request that stopped waiting does not mind.
+            let _ = outcome.send(result.map(|seq| (seq, ticket)));
+        }
+        mine.map(|r| r.map(|seq| (seq, ticket)))
+    }
+
+    /// Runs `f` on the writer, then writes what was handed over meanwhile:
+    /// every holder of the writer does, or a hand-off could wait forever.
+    fn with_writer<R>(&self, f: impl FnOnce(&mut Option<writer::Writer>) -> R) -> R {
+        let r = f(&mut lock(&self.writer));
+        self.drain_handoff();
+        r
+    }
+
+    /// Writes whatever was handed over, while nobody else holds the writer.
+    fn drain_handoff(&self) {
+        while !lock(&self.handoff).is_empty() {
+            // If the writer is busy, its holder drains them when it is done.
+            let Some(guard) = self.try_writer() else {
+                return;
+            };
+            self.write_locked(guard, None);
+        }
+    }
+
+    fn after_write(
+        &self,
+        written: Result<(u64, u64), AuditUnavailable>,
+        fsync: crate::config::Fsync,
+    ) -> Result<(u64, Option<u64>), AuditUnavailable> {
+        let (seq, ticket) = written?;
         if fsync != crate::config::Fsync::Batch {
             return Ok((seq, None));
         }
@@ -320,9 +419,11 @@ impl Inner {
     /// Stops the log after a failed sync: waiters and later requests fail.
     fn fail(&self) {
         lock(&self.sync).failed = true;
-        if let Some(w) = lock(&self.writer).as_mut() {
-            w.sync_failed = true;
-        }
+        self.with_writer(|w| {
+            if let Some(w) = w.as_mut() {
+                w.sync_failed = true;
+            }
+        });
         self.notify_synced();
     }
 
@@ -365,7 +466,7 @@ impl Inner {
                 (s.requested > s.synced && !s.failed).then_some(s.requested)
             };
             if let Some(target) = target {
-                let Some(file) = lock(&self.writer).as_ref().map(|w| w.file.clone()) else {
+                let Some(file) = self.with_writer(|w| w.as_ref().map(|w| w.file.clone())) else {
                     // Sealed: `close` syncs the file, answers the waiters and
                     // stops this thread in a moment.
                     thread::sleep(std::time::Duration::from_millis(1));
@@ -387,9 +488,11 @@ impl Inner {
             }
             if last_tick.elapsed() >= TICK && !lock(&self.sync).failed {
                 last_tick = std::time::Instant::now();
-                let ticked = lock(&self.writer).as_mut().map(|w| {
-                    w.tick();
-                    (w.appended(), w.sync_failed)
+                let ticked = self.with_writer(|w| {
+                    w.as_mut().map(|w| {
+                        w.tick();
+                        (w.appended(), w.sync_failed)
+                    })
                 });
                 match ticked {
                     Some((_, true)) => self.fail(),
@@ -570,6 +673,51 @@ mod tests {
             assert_eq!(rfc3339_micros(ts), fmt(ts), "{ts}");
         }
         assert_eq!(now_rfc3339().len(), 27);
+    }
+
+    #[test]
+    fn a_record_handed_off_while_the_writer_is_busy_is_written_when_it_is_free() {
+        let dir = std::env::temp_dir().join(format!("botward-handoff-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = Arc::new(AuditLog::open(&cfg(&dir, Fsync::Batch)).unwrap());
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_time()
+            .build()
+            .unwrap();
+        // Hold the writer as the sync thread does; the request must hand
+        // its record over, and the holder writes it on release.
+        let task = log.inner.with_writer(|_| {
+            let l = log.clone();
+            let task = rt.spawn(async move {
+                l.write(Record::new("whoami", "handed".into(), l.host()))
+                    .await
+            });
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while lock(&log.inner.handoff).is_empty() {
+                assert!(std::time::Instant::now() < deadline, "no hand-off");
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            assert!(!task.is_finished(), "answered before it was written");
+            task
+        });
+        let seq = rt
+            .block_on(async {
+                tokio::time::timeout(std::time::Duration::from_secs(10), task).await
+            })
+            .expect("the hand-off was written")
+            .unwrap()
+            .expect("written and synced");
+        log.close();
+        let text = std::fs::read_to_string(dir.join("audit.jsonl")).unwrap();
+        let rec = text
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .find(|r| r["id"] == "handed")
+            .expect("the handed-off record is in the file");
+        assert_eq!(rec["seq"], seq);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -176,23 +176,44 @@ impl Writer {
         self.file.sync_data()
     }
 
-    /// Chains and writes one record, and writes a checkpoint after it when
-    /// one is due by count. With `fsync = "always"` the record is synced
-    /// before this returns; with `"batch"` the caller waits for the sync
-    /// thread. Returns the record's sequence number.
+    /// Chains and writes records in one write, with a checkpoint after
+    /// every `checkpoint_every` records. With `fsync = "always"` each
+    /// record is synced before this returns; with `"batch"` the callers
+    /// wait for the sync thread. Returns each record's sequence number, in
+    /// order.
+    pub fn write_many(&mut self, mut recs: Vec<Record>) -> Vec<Result<u64, AuditUnavailable>> {
+        let mut out = Vec::with_capacity(recs.len());
+        while !recs.is_empty() {
+            if self.sync_failed {
+                out.resize(out.len() + recs.len(), Err(AuditUnavailable));
+                break;
+            }
+            let room = self
+                .cfg
+                .checkpoint_every
+                .saturating_sub(self.since_checkpoint)
+                .max(1);
+            let rest = recs.split_off(recs.len().min(room as usize));
+            let n = recs.len();
+            let (ok, seqs) = self.write_batch(recs);
+            if ok {
+                out.extend(seqs.into_iter().map(|s| s.ok_or(AuditUnavailable)));
+            } else {
+                out.resize(out.len() + n, Err(AuditUnavailable));
+            }
+            if self.since_checkpoint >= self.cfg.checkpoint_every {
+                self.checkpoint("count", false);
+            }
+            recs = rest;
+        }
+        out
+    }
+
+    /// [`write_many`](Self::write_many) for one record.
     pub fn write_one(&mut self, rec: Record) -> Result<u64, AuditUnavailable> {
-        if self.sync_failed {
-            return Err(AuditUnavailable);
-        }
-        let (ok, seqs) = self.write_batch(vec![rec]);
-        let seq = match (ok, seqs.first()) {
-            (true, Some(Some(s))) => *s,
-            _ => return Err(AuditUnavailable),
-        };
-        if self.since_checkpoint >= self.cfg.checkpoint_every {
-            self.checkpoint("count", false);
-        }
-        Ok(seq)
+        self.write_many(vec![rec])
+            .pop()
+            .unwrap_or(Err(AuditUnavailable))
     }
 
     /// Batches appended so far; the sync thread syncs up to this.

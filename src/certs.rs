@@ -186,11 +186,11 @@ impl Ca {
                 .collect(),
             key_identifier_method: KeyIdMethod::Sha256,
         };
-        Ok(params
+        params
             .signed_by(&self.cert, &self.key)
             .map_err(err)?
             .pem()
-            .map_err(err)?)
+            .map_err(err)
     }
 
     fn sign(&self, mut p: CertificateParams, validity: Validity) -> Result<Issued, CertError> {

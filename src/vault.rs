@@ -165,7 +165,7 @@ impl Vault {
         };
         let fields = SecretFields::from_value(fields)
             .ok_or(VaultError::BadResponse("secret data is not an object"))?;
-        let lease = (!lease_id.is_empty()).then(|| LeaseInfo {
+        let lease = (!lease_id.is_empty()).then_some(LeaseInfo {
             id: lease_id,
             ttl_seconds: lease_duration,
             renewable,

@@ -208,11 +208,11 @@ impl BotModel {
                     if known
                         && (prev == "^" || self.secrets.contains(&prev))
                         && !self.bigrams.contains(&bigram)
+                        && scoring
+                        && !run.fired.contains_key("sequence_change")
                     {
-                        if scoring && !run.fired.contains_key("sequence_change") {
-                            run.fired.insert("sequence_change".into(), 65);
-                            verdict.add("sequence_change", 65);
-                        }
+                        run.fired.insert("sequence_change".into(), 65);
+                        verdict.add("sequence_change", 65);
                     }
                     if self.bigrams.len() < MAX_BIGRAMS && (!scoring || learn_flagged) {
                         self.bigrams.insert(bigram);

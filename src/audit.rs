@@ -417,13 +417,14 @@ impl Inner {
     }
 
     /// Stops the log after a failed sync: waiters and later requests fail.
+    ///
+    /// It does not write hand-offs (it is called by the code that does, and
+    /// would recurse): every caller drains them afterwards.
     fn fail(&self) {
         lock(&self.sync).failed = true;
-        self.with_writer(|w| {
-            if let Some(w) = w.as_mut() {
-                w.sync_failed = true;
-            }
-        });
+        if let Some(w) = lock(&self.writer).as_mut() {
+            w.sync_failed = true;
+        }
         self.notify_synced();
     }
 
@@ -443,6 +444,7 @@ impl Inner {
             fn drop(&mut self) {
                 if thread::panicking() {
                     self.0.fail();
+                    self.0.drain_handoff();
                 }
             }
         }
@@ -466,20 +468,28 @@ impl Inner {
                 (s.requested > s.synced && !s.failed).then_some(s.requested)
             };
             if let Some(target) = target {
-                let Some(file) = self.with_writer(|w| w.as_ref().map(|w| w.file.clone())) else {
+                // Not `with_writer`: records handed over meanwhile are
+                // written after this sync, not before it.
+                let Some(file) = lock(&self.writer).as_ref().map(|w| w.file.clone()) else {
                     // Sealed: `close` syncs the file, answers the waiters and
                     // stops this thread in a moment.
                     thread::sleep(std::time::Duration::from_millis(1));
                     continue;
                 };
                 let result = file.sync_data();
+                // Linux reports a writeback error once per open file: a
+                // rotation that synced the same file concurrently may have
+                // received it instead, and set `sync_failed` under the
+                // writer lock.
+                let failed_elsewhere = lock(&self.writer).as_ref().is_some_and(|w| w.sync_failed);
                 match result {
-                    Ok(()) => {
+                    Ok(()) if !failed_elsewhere => {
                         let mut s = lock(&self.sync);
                         s.synced = s.synced.max(target);
                         drop(s);
                         self.notify_synced();
                     }
+                    Ok(()) => self.fail(),
                     Err(e) => {
                         tracing::error!(error = %e, "Cannot sync the audit log; refusing requests until restart");
                         self.fail();
@@ -500,6 +510,9 @@ impl Inner {
                     None => {}
                 }
             }
+            // Records handed over while this thread held the writer; after
+            // a failure, they are refused here rather than left waiting.
+            self.drain_handoff();
         }
     }
 }
@@ -717,6 +730,43 @@ mod tests {
             .find(|r| r["id"] == "handed")
             .expect("the handed-off record is in the file");
         assert_eq!(rec["seq"], seq);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn after_a_failed_sync_every_concurrent_write_is_refused_promptly() {
+        let dir = std::env::temp_dir().join(format!("botward-failed-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = Arc::new(AuditLog::open(&cfg(&dir, Fsync::Batch)).unwrap());
+        let before = std::fs::read_to_string(dir.join("audit.jsonl")).unwrap();
+        // As when `fdatasync` (the sync thread's, or a rotation's) fails.
+        log.inner.fail();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_time()
+            .build()
+            .unwrap();
+        let results = rt.block_on(async {
+            let tasks: Vec<_> = (0..400)
+                .map(|i| {
+                    let log = log.clone();
+                    tokio::spawn(async move {
+                        let r = Record::new("whoami", format!("late-{i}"), log.host());
+                        log.write(r).await
+                    })
+                })
+                .collect();
+            let mut out = Vec::new();
+            for t in tasks {
+                let r = tokio::time::timeout(std::time::Duration::from_secs(10), t).await;
+                out.push(r.expect("answered").unwrap());
+            }
+            out
+        });
+        assert!(results.iter().all(|r| r.is_err()), "every write refused");
+        let after = std::fs::read_to_string(dir.join("audit.jsonl")).unwrap();
+        assert_eq!(before, after, "nothing written after the failure");
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -192,7 +192,7 @@ fn main() {
         .join(format!("bench-audit-{}", std::process::id()));
     for (label, fsync) in [
         ("never", config::Fsync::Never),
-        ("batch, one writer", config::Fsync::Batch),
+        ("batch", config::Fsync::Batch),
     ] {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
@@ -207,10 +207,31 @@ fn main() {
             ratchet_interval: Duration::from_secs(60),
             syslog: None,
         };
-        let log = AuditLog::open(&cfg).unwrap();
-        b.run(&format!("audit: write_blocking, fsync {label}"), || {
+        let log = Arc::new(AuditLog::open(&cfg).unwrap());
+        b.run(&format!("audit: one writer alone, fsync {label}"), || {
             black_box(log.write_blocking(record()).unwrap());
         });
+        // As the server writes: 16 requests at once on 2 worker threads.
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .build()
+            .unwrap();
+        b.run(
+            &format!("audit: 16 concurrent writes, 2 threads, fsync {label}"),
+            || {
+                rt.block_on(async {
+                    let tasks: Vec<_> = (0..16)
+                        .map(|_| {
+                            let log = log.clone();
+                            tokio::spawn(async move { log.write(record()).await.unwrap() })
+                        })
+                        .collect();
+                    for t in tasks {
+                        black_box(t.await.unwrap());
+                    }
+                });
+            },
+        );
         log.close();
     }
     let _ = std::fs::remove_dir_all(&dir);

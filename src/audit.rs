@@ -451,7 +451,7 @@ impl Inner {
         let _guard = FailOnPanic(self);
         let mut last_tick = std::time::Instant::now();
         loop {
-            let target = {
+            let due = {
                 let mut s = lock(&self.sync);
                 if !s.stop && (s.requested <= s.synced || s.failed) {
                     s.idle = true;
@@ -465,17 +465,25 @@ impl Inner {
                 if s.stop {
                     return;
                 }
-                (s.requested > s.synced && !s.failed).then_some(s.requested)
+                s.requested > s.synced && !s.failed
             };
-            if let Some(target) = target {
-                // Not `with_writer`: records handed over meanwhile are
-                // written after this sync, not before it.
-                let Some(file) = lock(&self.writer).as_ref().map(|w| w.file.clone()) else {
+            if due {
+                // Records handed over while the writer was busy go into
+                // this sync. Then the file and what it holds so far, read
+                // together: every batch up to `appended` is in this file or
+                // in one that rotation synced.
+                self.drain_handoff();
+                let current = lock(&self.writer)
+                    .as_ref()
+                    .map(|w| (w.file.clone(), w.appended()));
+                let Some((file, target)) = current else {
                     // Sealed: `close` syncs the file, answers the waiters and
                     // stops this thread in a moment.
                     thread::sleep(std::time::Duration::from_millis(1));
                     continue;
                 };
+                // Handed over while this thread held the writer just now.
+                self.drain_handoff();
                 let result = file.sync_data();
                 // Linux reports a writeback error once per open file: a
                 // rotation that synced the same file concurrently may have

@@ -696,17 +696,27 @@ mod tests {
         assert_eq!(now_rfc3339().len(), 27);
     }
 
-    #[test]
-    fn a_record_handed_off_while_the_writer_is_busy_is_written_when_it_is_free() {
-        let dir = std::env::temp_dir().join(format!("botward-handoff-{}", std::process::id()));
+    fn empty_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("botward-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        let log = Arc::new(AuditLog::open(&cfg(&dir, Fsync::Batch)).unwrap());
-        let rt = tokio::runtime::Builder::new_multi_thread()
+        dir
+    }
+
+    /// A runtime like the server's on a 2-core host.
+    fn two_workers() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_time()
             .build()
-            .unwrap();
+            .unwrap()
+    }
+
+    #[test]
+    fn a_record_handed_off_while_the_writer_is_busy_is_written_when_it_is_free() {
+        let dir = empty_dir("handoff");
+        let log = Arc::new(AuditLog::open(&cfg(&dir, Fsync::Batch)).unwrap());
+        let rt = two_workers();
         // Hold the writer as the sync thread does; the request must hand
         // its record over, and the holder writes it on release.
         let task = log.inner.with_writer(|_| {
@@ -743,18 +753,12 @@ mod tests {
 
     #[test]
     fn after_a_failed_sync_every_concurrent_write_is_refused_promptly() {
-        let dir = std::env::temp_dir().join(format!("botward-failed-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = empty_dir("failed");
         let log = Arc::new(AuditLog::open(&cfg(&dir, Fsync::Batch)).unwrap());
         let before = std::fs::read_to_string(dir.join("audit.jsonl")).unwrap();
         // As when `fdatasync` (the sync thread's, or a rotation's) fails.
         log.inner.fail();
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_time()
-            .build()
-            .unwrap();
+        let rt = two_workers();
         let results = rt.block_on(async {
             let tasks: Vec<_> = (0..400)
                 .map(|i| {
@@ -781,15 +785,9 @@ mod tests {
     #[test]
     fn concurrent_writes_under_every_fsync_policy_reach_the_file() {
         for fsync in [Fsync::Always, Fsync::Batch, Fsync::Never] {
-            let dir = std::env::temp_dir()
-                .join(format!("botward-auditlog-{fsync:?}-{}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&dir);
-            std::fs::create_dir_all(&dir).unwrap();
+            let dir = empty_dir(&format!("auditlog-{fsync:?}"));
             let log = Arc::new(AuditLog::open(&cfg(&dir, fsync)).unwrap());
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .build()
-                .unwrap();
+            let rt = two_workers();
             let seqs: Vec<u64> = rt.block_on(async {
                 let tasks: Vec<_> = (0..40)
                     .map(|i| {

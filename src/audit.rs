@@ -158,6 +158,18 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// The writer after a panic while it was held: the chain state may be
+/// ahead of the file, so it takes no more records.
+fn poisoned(
+    e: std::sync::PoisonError<std::sync::MutexGuard<'_, Option<writer::Writer>>>,
+) -> std::sync::MutexGuard<'_, Option<writer::Writer>> {
+    let mut guard = e.into_inner();
+    if let Some(w) = guard.as_mut() {
+        w.sync_failed = true;
+    }
+    guard
+}
+
 // === impl AuditLog ===
 
 impl AuditLog {
@@ -234,7 +246,9 @@ impl AuditLog {
                     .unwrap_or_else(|e| e.into_inner());
             }
             s.blocking_waiters -= 1;
-            if s.synced < ticket {
+            // A failure answers no, even for a record a sync may have
+            // covered: when in doubt, fail closed.
+            if s.failed || s.synced < ticket {
                 return Err(AuditUnavailable);
             }
         }
@@ -249,8 +263,10 @@ impl AuditLog {
         {
             let mut s = lock(&self.inner.sync);
             match sealed {
-                // `seal` synced the whole file.
-                Some(Ok(done)) => s.synced = s.synced.max(done),
+                // `seal` synced the whole file, unless an earlier failure
+                // already consumed the error it would have reported.
+                Some(Ok(done)) if !s.failed => s.synced = s.synced.max(done),
+                Some(Ok(_)) => {}
                 Some(Err(_)) => s.failed = true,
                 None => {}
             }
@@ -280,7 +296,7 @@ impl Inner {
         record: Record,
         fsync: crate::config::Fsync,
     ) -> Result<(u64, Option<u64>), AuditUnavailable> {
-        let written = self.write_locked(lock(&self.writer), Some(record));
+        let written = self.write_locked(self.lock_writer(), Some(record));
         self.drain_handoff();
         self.after_write(written.unwrap_or(Err(AuditUnavailable)), fsync)
     }
@@ -306,10 +322,14 @@ impl Inner {
         self.after_write(rx.await.unwrap_or(Err(AuditUnavailable)), fsync)
     }
 
+    fn lock_writer(&self) -> std::sync::MutexGuard<'_, Option<writer::Writer>> {
+        self.writer.lock().unwrap_or_else(poisoned)
+    }
+
     fn try_writer(&self) -> Option<std::sync::MutexGuard<'_, Option<writer::Writer>>> {
         match self.writer.try_lock() {
             Ok(guard) => Some(guard),
-            Err(std::sync::TryLockError::Poisoned(e)) => Some(e.into_inner()),
+            Err(std::sync::TryLockError::Poisoned(e)) => Some(poisoned(e)),
             Err(std::sync::TryLockError::WouldBlock) => None,
         }
     }
@@ -356,7 +376,7 @@ impl Inner {
     /// Runs `f` on the writer, then writes what was handed over meanwhile:
     /// every holder of the writer does, or a hand-off could wait forever.
     fn with_writer<R>(&self, f: impl FnOnce(&mut Option<writer::Writer>) -> R) -> R {
-        let r = f(&mut lock(&self.writer));
+        let r = f(&mut self.lock_writer());
         self.drain_handoff();
         r
     }
@@ -405,10 +425,15 @@ impl Inner {
             notified.as_mut().enable();
             {
                 let s = lock(&self.sync);
+                // A failure answers no, even for a record a sync may have
+                // covered: when in doubt, fail closed.
+                if s.failed {
+                    return Err(AuditUnavailable);
+                }
                 if s.synced >= ticket {
                     return Ok(());
                 }
-                if s.failed || s.stop {
+                if s.stop {
                     return Err(AuditUnavailable);
                 }
             }
@@ -422,7 +447,7 @@ impl Inner {
     /// would recurse): every caller drains them afterwards.
     fn fail(&self) {
         lock(&self.sync).failed = true;
-        if let Some(w) = lock(&self.writer).as_mut() {
+        if let Some(w) = self.lock_writer().as_mut() {
             w.sync_failed = true;
         }
         self.notify_synced();
@@ -473,7 +498,8 @@ impl Inner {
                 // together: every batch up to `appended` is in this file or
                 // in one that rotation synced.
                 self.drain_handoff();
-                let current = lock(&self.writer)
+                let current = self
+                    .lock_writer()
                     .as_ref()
                     .map(|w| (w.file.clone(), w.appended()));
                 let Some((file, target)) = current else {
@@ -489,16 +515,20 @@ impl Inner {
                 // rotation that synced the same file concurrently may have
                 // received it instead, and set `sync_failed` under the
                 // writer lock.
-                let failed_elsewhere = lock(&self.writer).as_ref().is_some_and(|w| w.sync_failed);
-                match result {
-                    Ok(()) if !failed_elsewhere => {
+                // Once sealed, `close` decides what was synced.
+                let failed_elsewhere = self.lock_writer().as_ref().map(|w| w.sync_failed);
+                match (result, failed_elsewhere) {
+                    (Ok(()), Some(false)) => {
                         let mut s = lock(&self.sync);
-                        s.synced = s.synced.max(target);
+                        if !s.failed {
+                            s.synced = s.synced.max(target);
+                        }
                         drop(s);
                         self.notify_synced();
                     }
-                    Ok(()) => self.fail(),
-                    Err(e) => {
+                    (Ok(()), Some(true)) => self.fail(),
+                    (Ok(()), None) => {}
+                    (Err(e), _) => {
                         tracing::error!(error = %e, "Cannot sync the audit log; refusing requests until restart");
                         self.fail();
                     }
@@ -509,12 +539,15 @@ impl Inner {
                 let ticked = self.with_writer(|w| {
                     w.as_mut().map(|w| {
                         w.tick();
-                        (w.appended(), w.sync_failed)
+                        (w.appended(), w.sync_failed, w.fsync())
                     })
                 });
                 match ticked {
-                    Some((_, true)) => self.fail(),
-                    Some((appended, false)) => self.request_sync(appended),
+                    Some((_, true, _)) => self.fail(),
+                    // With `always` every write syncs itself; a second sync
+                    // of the same file here could take its error.
+                    Some((_, false, crate::config::Fsync::Always)) => {}
+                    Some((appended, false, _)) => self.request_sync(appended),
                     None => {}
                 }
             }
@@ -779,6 +812,25 @@ mod tests {
         assert!(results.iter().all(|r| r.is_err()), "every write refused");
         let after = std::fs::read_to_string(dir.join("audit.jsonl")).unwrap();
         assert_eq!(before, after, "nothing written after the failure");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_record_written_before_a_failure_is_not_answered_as_synced_by_close() {
+        let dir = empty_dir("fail-close");
+        let log = AuditLog::open(&cfg(&dir, Fsync::Batch)).unwrap();
+        let record = Record::new("whoami", "before".into(), log.host());
+        let (_, ticket) = log.inner.append(record, Fsync::Batch).unwrap();
+        log.inner.fail();
+        log.close();
+        let waited = two_workers().block_on(log.inner.wait_synced(ticket.unwrap()));
+        assert!(waited.is_err(), "answered after a failed sync");
+        let text = std::fs::read_to_string(dir.join("audit.jsonl")).unwrap();
+        let last: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+        assert_ne!(
+            last["detail"]["final"], true,
+            "no seal vouches for the file"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 

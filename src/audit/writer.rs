@@ -93,6 +93,13 @@ impl Writer {
             }
         }
         let mut file = open_append(&cfg.path)?;
+        // A log created just now must keep its name through a crash. Some
+        // file systems cannot sync a directory (EINVAL); nothing is lost
+        // there that a sync could keep.
+        match sync_dir(&cfg.path) {
+            Err(e) if e.raw_os_error() != Some(libc::EINVAL) => return Err(e),
+            _ => {}
+        }
         let recovered = recover_torn_line(&mut file, &cfg.path)?;
         let tail = match last_record(&mut file)? {
             Some(t) => Some(t),
@@ -201,7 +208,7 @@ impl Writer {
             } else {
                 out.resize(out.len() + n, Err(AuditUnavailable));
             }
-            if self.since_checkpoint >= self.cfg.checkpoint_every {
+            if self.since_checkpoint >= self.cfg.checkpoint_every && !self.sync_failed {
                 self.checkpoint("count", false);
             }
             recs = rest;
@@ -216,6 +223,11 @@ impl Writer {
             .unwrap_or(Err(AuditUnavailable))
     }
 
+    /// The policy this writer syncs by.
+    pub fn fsync(&self) -> Fsync {
+        self.cfg.fsync
+    }
+
     /// Batches appended so far; the sync thread syncs up to this.
     pub fn appended(&self) -> u64 {
         self.appended
@@ -228,6 +240,10 @@ impl Writer {
 
     /// Writes the final checkpoint, syncs the file and saves the key state.
     pub fn seal(&mut self) -> io::Result<()> {
+        if self.sync_failed {
+            // What the file holds is unknown: no signature vouches for it.
+            return Err(io::Error::other("an earlier sync of the audit log failed"));
+        }
         self.seal_and_stop();
         self.file.sync_all().inspect_err(|e| {
             self.sync_failed = true;
@@ -314,6 +330,11 @@ impl Writer {
     /// sequence number.
     fn write_batch(&mut self, jobs: Vec<Record>) -> (bool, Vec<Option<u64>>) {
         self.maybe_rotate();
+        if self.sync_failed {
+            // Rotation could not sync the file: nothing more goes into it.
+            let n = jobs.len();
+            return (false, vec![None; n]);
+        }
         self.append(jobs)
     }
 
@@ -441,7 +462,11 @@ impl Writer {
         self.file_len = 0;
         self.file_day = None;
         self.file_first_seq = None;
-        sync_dir(&self.cfg.path);
+        // Without it the new file's name may not survive a crash.
+        if let Err(e) = sync_dir(&self.cfg.path) {
+            self.sync_failed = true;
+            return Err(e);
+        }
         info!(file = %rotated.display(), "Rotated audit log");
         Ok(())
     }
@@ -716,14 +741,10 @@ fn write_secret_file(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
     f.sync_all()
 }
 
-fn sync_dir(path: &Path) {
-    if let Some(dir) = path.parent() {
-        if let Ok(d) = File::open(if dir.as_os_str().is_empty() {
-            Path::new(".")
-        } else {
-            dir
-        }) {
-            let _ = d.sync_all();
-        }
-    }
+fn sync_dir(path: &Path) -> io::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    File::open(dir)?.sync_all()
 }

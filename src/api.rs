@@ -352,23 +352,23 @@ async fn serve(
             // started after they arrived; dynamic reads never do, since
             // every caller gets its own lease.
             let kv = matches!(def.source, crate::config::SecretSource::Kv { .. });
-            let coalesced = match (kv, def.cache_ttl) {
-                (true, Some(ttl)) => {
-                    let now = std::time::Instant::now();
-                    match rt.kv_cache.get(&name, now) {
-                        Some(hit) => {
-                            rec.reason = Some("cached".into());
-                            Some(hit)
-                        }
-                        None => {
-                            let v = rt.kv_reads.run(&name, || rt.vault.read(def)).await?;
+            let coalesced = if kv {
+                let now = std::time::Instant::now();
+                match def.cache_ttl.and_then(|_| rt.kv_cache.get(&name, now)) {
+                    Some(hit) => {
+                        rec.reason = Some("cached".into());
+                        Some(hit)
+                    }
+                    None => {
+                        let v = rt.kv_reads.run(&name, || rt.vault.read(def)).await?;
+                        if let Some(ttl) = def.cache_ttl {
                             rt.kv_cache.insert(&name, v.clone(), now, ttl);
-                            Some(v)
                         }
+                        Some(v)
                     }
                 }
-                (true, None) => Some(rt.kv_reads.run(&name, || rt.vault.read(def)).await?),
-                (false, _) => None,
+            } else {
+                None
             };
             let mut owned = match kv {
                 true => None,

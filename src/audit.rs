@@ -3,8 +3,8 @@
 //! closed.
 //!
 //! Records form a hash chain with forward-secure MACs and signed checkpoints
-//! ([`chain`]); one thread owns the file ([`writer`]), so sequence numbers
-//! follow file order and concurrent requests share a write and a sync.
+//! ([`chain`]); one lock guards the file ([`writer`]), so sequence numbers
+//! follow file order, and concurrent requests share a write and a sync.
 //! [`verify`], [`query`], [`report`] and [`ocsf`] are the auditor's tools;
 //! [`syslog`] ships records off the host.
 
@@ -346,12 +346,7 @@ impl Inner {
         if handed.is_empty() && own.is_none() {
             return None;
         }
-        let mut records = Vec::with_capacity(handed.len() + 1);
-        let mut outcomes = Vec::with_capacity(handed.len());
-        for (record, outcome) in handed {
-            records.push(record);
-            outcomes.push(outcome);
-        }
+        let (mut records, outcomes): (Vec<_>, Vec<_>) = handed.into_iter().unzip();
         let has_own = own.is_some();
         records.extend(own);
         let n = records.len();

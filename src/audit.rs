@@ -39,7 +39,14 @@ pub struct Record {
     pub decision: Decision,
     pub status: u16,
     pub latency_us: u64,
+    /// A verified, registered bot: the certificate chained to the client
+    /// CA, was not revoked, and names a bot of the config. Nothing else is
+    /// ever written here.
     pub bot: Option<String>,
+    /// The bot name an unverified or unregistered certificate claimed, for
+    /// the investigator; never counted as that bot's activity.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub claimed_bot: Option<String>,
     pub cert: Option<CertInfo>,
     pub peer: Option<Peer>,
     pub secret: Option<String>,
@@ -569,6 +576,7 @@ impl Record {
             status: 0,
             latency_us: 0,
             bot: None,
+            claimed_bot: None,
             cert: None,
             peer: None,
             secret: None,

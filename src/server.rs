@@ -658,8 +658,10 @@ async fn auth_failure(
     rec.reason = Some(reason.to_owned());
     rec.error = Some(message);
     rec.peer = Some(peer);
+    // The handshake failed, so whatever the certificate names is a claim,
+    // never an identity.
     if let Some(p) = seen {
-        rec.bot = p.bot;
+        rec.claimed_bot = p.bot;
         rec.cert = Some(p.cert);
     }
     rec.latency_us = started.elapsed().as_micros() as u64;

@@ -50,7 +50,7 @@ fn real_clients_get_secrets() {
 
     // botward get, over TCP and the unix socket.
     for addr in [None, Some(unix.clone())] {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_botward"));
+        let mut c = Command::new(common::botward_bin());
         c.args(["get", "erp-db", "--field", "password"]);
         bot_env(&mut c, &h, &b, addr.clone());
         let (code, out, err) = run(c);
@@ -60,7 +60,7 @@ fn real_clients_get_secrets() {
             "{addr:?}: {err}"
         );
 
-        let mut c = Command::new(env!("CARGO_BIN_EXE_botward"));
+        let mut c = Command::new(common::botward_bin());
         c.args(["get", "erp-db"]);
         bot_env(&mut c, &h, &b, addr.clone());
         let (code, out, _) = run(c);
@@ -68,7 +68,7 @@ fn real_clients_get_secrets() {
         let v: serde_json::Value = serde_json::from_str(&out).unwrap();
         assert_eq!(v["password"], h.erp_password.as_str());
     }
-    let mut c = Command::new(env!("CARGO_BIN_EXE_botward"));
+    let mut c = Command::new(common::botward_bin());
     c.args(["get", "sftp"]);
     bot_env(&mut c, &h, &b, None);
     let (code, out, err) = run(c);
@@ -217,7 +217,7 @@ fn auditor_tools_read_a_real_log() {
     assert_eq!(b.wait(std::time::Duration::from_secs(20)), Some(0));
 
     let botward = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_botward"))
+        let out = Command::new(common::botward_bin())
             .args(args)
             .output()
             .unwrap();

@@ -15,7 +15,7 @@ fn the_demo_works_as_printed_and_cleans_up() {
     let dir = std::env::temp_dir().join(format!("botward-demo-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let port = botward::dev::free_port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_botward"))
+    let mut child = Command::new(common::botward_bin())
         .args(["dev", "--dir"])
         .arg(&dir)
         .args(["--port", &port.to_string()])

@@ -164,7 +164,7 @@ fn exec_gives_the_child_credentials_and_releases_them() {
     let b = h.start(&config(&h, None));
     let bot = h.bot("invoice-bot");
     let exec = |args: &[&str]| {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_botward"));
+        let mut c = Command::new(common::botward_bin());
         c.arg("exec")
             .args([
                 "--env",

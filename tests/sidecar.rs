@@ -337,7 +337,7 @@ processes = [{{ uid = {} }}]
     });
 
     // The right uid but another executable: botward's own client.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_botward"))
+    let out = std::process::Command::new(common::botward_bin())
         .args(["get", "erp-db"])
         .env("BOTWARD_ADDR", format!("unix://{sock}"))
         .env("BOTWARD_CERT", &pinned.cert)
@@ -664,7 +664,7 @@ fn a_bad_config_at_start_exits_64_and_check_config_lists_every_problem() {
         .replace("[audit]", "[audit]\nrotate = 1");
     let path = h.dir.join("bad.toml");
     std::fs::write(&path, &text).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_botward"))
+    let out = std::process::Command::new(common::botward_bin())
         .args(["serve", "--config"])
         .arg(&path)
         .output()
@@ -672,7 +672,7 @@ fn a_bad_config_at_start_exits_64_and_check_config_lists_every_problem() {
     assert_eq!(out.status.code(), Some(64));
     // The unknown key stops the first stage; fix it and see the rest.
     std::fs::write(&path, text.replace("rotate = 1\n", "")).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_botward"))
+    let out = std::process::Command::new(common::botward_bin())
         .arg("check-config")
         .arg(&path)
         .output()
@@ -703,7 +703,7 @@ fn sigterm_drains_and_exits_cleanly() {
     let seal = audit_records(&audit).pop().unwrap();
     assert_eq!(seal["detail"]["final"], true);
     // An auditor on the host verifies the sealed log from the config.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_botward"))
+    let out = std::process::Command::new(common::botward_bin())
         .args(["audit", "verify", "--config"])
         .arg(&b.config_path)
         .output()
@@ -917,7 +917,7 @@ fn a_full_disk_fails_requests_closed_and_keeps_the_chain_intact() {
         "served {served}, refused {refused}"
     );
     // Every record that was written is whole: the chain verifies, unsealed.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_botward"))
+    let out = std::process::Command::new(common::botward_bin())
         .args(["audit", "verify", "--config"])
         .arg(&b.config_path)
         .output()

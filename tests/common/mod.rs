@@ -295,7 +295,7 @@ impl Botward {
             "botward-{}.log",
             COUNTER.fetch_add(1, Ordering::SeqCst)
         ));
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_botward"));
+        let mut cmd = Command::new(botward_bin());
         cmd.arg("serve")
             .arg("--config")
             .arg(config_path)
@@ -402,6 +402,15 @@ impl Drop for Botward {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The botward binary under test: this build's, or `BOTWARD_BIN`, so that
+/// a regression test can be run against an older build to show it fails
+/// there.
+pub fn botward_bin() -> PathBuf {
+    std::env::var_os("BOTWARD_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_botward")))
 }
 
 pub fn rt() -> tokio::runtime::Runtime {

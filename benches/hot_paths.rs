@@ -92,6 +92,7 @@ fn bot() -> BotDef {
             exe: Some("/opt/rpa/bin/python3".into()),
         }],
         anomaly: AnomalyPolicy::default(),
+        max_leases: botward::config::DEFAULT_MAX_LEASES,
     }
 }
 

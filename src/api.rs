@@ -26,12 +26,18 @@ use crate::secret::WipedBuf;
 use crate::server::{Conn, Runtime, Shared};
 use crate::vault::backend_path;
 
+/// Request IDs are made by the audit log, which records them.
+pub use crate::audit::request_id;
+
 pub type Body = Full<Bytes>;
 
 /// Longest field name accepted in `?field=`.
 const MAX_FIELD_LEN: usize = 256;
 /// Longest request path recorded in the audit log.
 const MAX_LOGGED_PATH: usize = 256;
+/// Longest request method recorded in the audit log; hyper accepts any
+/// token as an extension method.
+const MAX_LOGGED_METHOD: usize = 16;
 
 /// A parsed request.
 #[derive(Debug, PartialEq, Eq)]
@@ -83,26 +89,37 @@ pub async fn handle(
         Err(_) => "request",
     };
     let mut rec = Record::new(kind, id.clone(), shared.audit.host());
-    rec.method = Some(req.method().as_str().to_owned());
+    rec.method = Some(crate::audit::truncate(
+        req.method().as_str(),
+        MAX_LOGGED_METHOD,
+    ));
     // Lease IDs appear in the audit log only as HMACs, the path included.
     rec.path = Some(match &route {
         Ok(Route::Release { lease }) => format!("/v1/leases/{}", rt.lease_hmac(lease)),
         Ok(Route::Renew { lease }) => format!("/v1/leases/{}/renew", rt.lease_hmac(lease)),
         _ if req.uri().path().starts_with("/v1/leases/") => "/v1/leases/…".into(),
-        _ => truncate(req.uri().path(), MAX_LOGGED_PATH),
+        _ => crate::audit::truncate(req.uri().path(), MAX_LOGGED_PATH),
     });
     rec.peer = Some(conn.peer.clone());
-    rec.cert = Some(conn.identity.cert.clone());
-    rec.bot = conn.identity.bot.clone();
+    rec.cert = Some(conn.cert.clone());
     if let Ok(Route::Secret { name, .. }) = &route {
         rec.secret = Some(name.clone());
     }
     drop(req);
 
     let mut issued = None;
-    let result = match route {
-        Err(e) => authenticate(&conn, &rt).and(Err(e)),
-        Ok(route) => serve(route, &conn, &rt, &shared, &mut rec, &id, &mut issued).await,
+    // Only a verified, registered bot is recorded as `bot`; otherwise the
+    // name the certificate gave is only a claim.
+    let auth = authenticate(&conn, &rt, jiff::Timestamp::now());
+    match &auth {
+        Ok(bot) => rec.bot = Some(bot.name.clone()),
+        Err(_) => rec.claimed_bot = conn.claimed(),
+    }
+    let result = match (route, auth) {
+        (_, Err(e)) | (Err(e), _) => Err(e),
+        (Ok(route), Ok(bot)) => {
+            serve(route, bot, &conn, &rt, &shared, &mut rec, &id, &mut issued).await
+        }
     };
     if result.is_err() {
         // A lease issued for a request that then failed (no such field, ...)
@@ -161,33 +178,27 @@ pub async fn handle(
 
 /// The bot behind the connection, if the current config registers it and
 /// its certificate still holds: not expired (a resumed TLS session skips the
-/// handshake's check), and valid under the current CA and CRLs when the
-/// configuration changed since the connection was made.
-fn authenticate<'r>(conn: &Conn, rt: &'r Runtime) -> Result<&'r crate::config::BotDef, ApiError> {
-    if conn.not_after.is_some_and(|t| t < jiff::Timestamp::now()) {
+/// handshake's check), valid under the current CA and CRLs when the
+/// configuration changed since it was last verified or a CRL expired, and
+/// naming the bot under the current identity rules. On the unix socket the
+/// calling process must still be the one that connected.
+fn authenticate<'r>(
+    conn: &Conn,
+    rt: &'r Runtime,
+    now: jiff::Timestamp,
+) -> Result<&'r crate::config::BotDef, ApiError> {
+    if conn.not_after.is_some_and(|t| t < now) {
         return Err(ApiError::Unauthenticated("certificate_expired"));
     }
-    if conn.verified.load(std::sync::atomic::Ordering::Acquire) != rt.generation {
-        let Some((end_entity, intermediates)) = conn.chain.split_first() else {
-            return Err(ApiError::Unauthenticated("no_client_certificate"));
-        };
-        if let Err(e) = rt.client_verifier.verify_client_cert(
-            end_entity,
-            intermediates,
-            rustls::pki_types::UnixTime::now(),
-        ) {
-            return Err(ApiError::Unauthenticated(crate::tls::failure_reason(Some(
-                &e,
-            ))));
-        }
-        conn.verified
-            .store(rt.generation, std::sync::atomic::Ordering::Release);
+    let name = conn.identify(rt, now).map_err(ApiError::Unauthenticated)?;
+    if conn.process.as_ref().is_some_and(|p| !p.still_holds()) {
+        return Err(ApiError::Forbidden("process_changed"));
     }
-    match &conn.identity.bot {
+    match name {
         None => Err(ApiError::Unauthenticated("no_identity")),
         Some(name) => rt
             .config
-            .bot(name)
+            .bot(&name)
             .ok_or(ApiError::Unauthenticated("unknown_bot")),
     }
 }
@@ -195,6 +206,7 @@ fn authenticate<'r>(conn: &Conn, rt: &'r Runtime) -> Result<&'r crate::config::B
 #[allow(clippy::too_many_arguments)]
 async fn serve(
     route: Route,
+    bot: &crate::config::BotDef,
     conn: &Conn,
     rt: &Runtime,
     shared: &Shared,
@@ -202,7 +214,6 @@ async fn serve(
     id: &str,
     issued: &mut Option<Held>,
 ) -> Result<Reply, ApiError> {
-    let bot = authenticate(conn, rt)?;
     // A lease is found before the decision: renewing it is judged like
     // reading its secret again.
     let held = match &route {
@@ -216,10 +227,11 @@ async fn serve(
                 .leases
                 .get(lease)
                 .ok_or(ApiError::NotFound("no_lease"))?;
-            rec.secret = Some(h.secret.clone());
             if !crate::secret::constant_time_eq(h.bot.as_bytes(), bot.name.as_bytes()) {
-                return Err(ApiError::Forbidden("lease_not_owned"));
+                // Answered like an unknown lease; the record keeps why.
+                return Err(ApiError::NotFound("lease_not_owned"));
             }
+            rec.secret = Some(h.secret.clone());
             Some(h)
         }
         _ => None,
@@ -267,9 +279,7 @@ async fn serve(
             let h = held.ok_or(ApiError::NotFound("no_lease"))?;
             rt.vault.revoke_lease(&h.id).await?;
             rec.reason = Some("released".into());
-            if let Err(e) = tokio::task::block_in_place(|| shared.leases.remove(&h.id)) {
-                tracing::warn!(error = %e, "Lease revoked but the ledger could not be updated");
-            }
+            shared.forget_lease(&h.id);
             Ok(Reply::Empty)
         }
         Route::Renew { .. } => {
@@ -329,14 +339,20 @@ async fn serve(
             Ok(Reply::Json(json(&body, 256)))
         }
         Route::Health => {
+            // Bots learn only whether Vault can be used; which address
+            // answers, and how, is for the operator's log.
             let nodes = rt.vault.health().await;
-            let vault = if crate::vault::Vault::usable(&nodes) {
-                "ok"
+            let usable = crate::vault::Vault::usable(&nodes);
+            let detail = serde_json::to_string(&nodes).unwrap_or_default();
+            if usable {
+                tracing::info!(nodes = %detail, "Vault health");
             } else {
-                "unreachable"
-            };
-            let body = serde_json::json!({"status": "ok", "vault": vault, "nodes": nodes, "request_id": id});
-            Ok(Reply::Json(json(&body, 256 + 160 * nodes.len())))
+                tracing::warn!(nodes = %detail, "Vault health: no usable address");
+            }
+            let vault = if usable { "ok" } else { "unreachable" };
+            let crl = rt.crl_state(jiff::Timestamp::now()).as_str();
+            let body = serde_json::json!({"status": "ok", "vault": vault, "crl": crl, "request_id": id});
+            Ok(Reply::Json(json(&body, 256)))
         }
         Route::Secret { name, field } => {
             let def = rt
@@ -369,6 +385,16 @@ async fn serve(
                 }
             } else {
                 None
+            };
+            // A dynamic read mints a credential: the bot must have room
+            // under its max_leases first.
+            let slot = match kv {
+                true => None,
+                false => Some(
+                    shared
+                        .lease_slot(&bot.name, bot.max_leases)
+                        .ok_or(ApiError::RateLimited("max_leases"))?,
+                ),
             };
             let mut owned = match kv {
                 true => None,
@@ -408,8 +434,10 @@ async fn serve(
                     let _ = rt.vault.revoke_lease(&held.id).await;
                     return Err(ApiError::AuditUnavailable);
                 }
+                shared.note_lease_chain(&held.id, conn.chain.clone());
                 *issued = Some(held);
             }
+            drop(slot);
             let Some(fetched) = coalesced.as_deref().or(owned.as_ref()) else {
                 return Err(ApiError::Vault(crate::error::VaultError::BadResponse(
                     "no data",
@@ -647,7 +675,7 @@ fn respond(status: StatusCode, reply: Reply, id: &str, allow: &'static str) -> R
 
 /// `{"error":{"code","message","request_id"}}`
 pub fn error_body(err: &ApiError, id: &str) -> WipedBuf {
-    let body = serde_json::json!({"error": {"code": err.code().as_str(), "message": err.to_string(), "request_id": id}});
+    let body = serde_json::json!({"error": {"code": err.code().as_str(), "message": err.message_for_bot(), "request_id": id}});
     json(&body, 256)
 }
 
@@ -694,50 +722,6 @@ fn json_str_len(s: &str) -> usize {
         .sum::<usize>()
 }
 
-fn truncate(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_owned();
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    s[..end].to_owned()
-}
-
-/// A random request ID: 24 hex digits.
-///
-/// IDs are cut from a per-thread pool that is refilled from the operating
-/// system's random source 32 IDs at a time: a `getrandom` call for each
-/// request cost more than everything else in the ID. IDs label requests;
-/// they grant nothing.
-pub fn request_id() -> String {
-    use ring::rand::{SecureRandom, SystemRandom};
-    use std::cell::RefCell;
-    const ID: usize = 12;
-    const POOL: usize = 32 * ID;
-    thread_local! {
-        static IDS: RefCell<([u8; POOL], usize)> = const { RefCell::new(([0; POOL], POOL)) };
-    }
-    let mut b = [0u8; ID];
-    let drawn = IDS.with_borrow_mut(|(pool, used)| {
-        if *used == POOL {
-            if SystemRandom::new().fill(pool).is_err() {
-                return false;
-            }
-            *used = 0;
-        }
-        b.copy_from_slice(&pool[*used..*used + ID]);
-        *used += ID;
-        true
-    });
-    if !drawn {
-        // Never seen on Linux; fall back to the clock rather than fail.
-        let t = jiff::Timestamp::now().as_nanosecond().to_le_bytes();
-        b.copy_from_slice(&t[..ID]);
-    }
-    crate::identity::hex(&b)
-}
 
 #[cfg(test)]
 mod tests {

@@ -82,7 +82,7 @@ pub struct Peer {
     pub exe: Option<String>,
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Transport {
     #[default]
@@ -592,6 +592,53 @@ impl Record {
             epoch: None,
         }
     }
+}
+
+/// A random request ID: 24 hex digits.
+///
+/// IDs are cut from a per-thread pool that is refilled from the operating
+/// system's random source 32 IDs at a time: a `getrandom` call for each
+/// request cost more than everything else in the ID. IDs label requests;
+/// they grant nothing.
+pub fn request_id() -> String {
+    use ring::rand::{SecureRandom, SystemRandom};
+    use std::cell::RefCell;
+    const ID: usize = 12;
+    const POOL: usize = 32 * ID;
+    thread_local! {
+        static IDS: RefCell<([u8; POOL], usize)> = const { RefCell::new(([0; POOL], POOL)) };
+    }
+    let mut b = [0u8; ID];
+    let drawn = IDS.with_borrow_mut(|(pool, used)| {
+        if *used == POOL {
+            if SystemRandom::new().fill(pool).is_err() {
+                return false;
+            }
+            *used = 0;
+        }
+        b.copy_from_slice(&pool[*used..*used + ID]);
+        *used += ID;
+        true
+    });
+    if !drawn {
+        // Never seen on Linux; fall back to the clock rather than fail.
+        let t = jiff::Timestamp::now().as_nanosecond().to_le_bytes();
+        b.copy_from_slice(&t[..ID]);
+    }
+    crate::identity::hex(&b)
+}
+
+/// `s` cut to at most `max` bytes, on a character boundary: for fields
+/// of the record that someone outside botward chose.
+pub fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_owned();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_owned()
 }
 
 /// The current time as RFC 3339 UTC with microseconds.

@@ -4,7 +4,6 @@
 //! Vault PKI.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateRevocationListParams, DistinguishedName,
@@ -169,10 +168,27 @@ impl Ca {
 
     /// A CRL revoking the given serial numbers, valid for a week.
     pub fn crl(&self, revoked: &[&[u8]]) -> Result<String, CertError> {
-        let now = rcgen_now(0);
+        self.crl_until(revoked, 7 * 86400)
+    }
+
+    /// A CRL whose `nextUpdate` is `next_update_s` seconds from now; a
+    /// negative value makes one that has already expired.
+    pub fn crl_until(&self, revoked: &[&[u8]], next_update_s: i64) -> Result<String, CertError> {
+        let unix = |t: jiff::Timestamp| {
+            time::OffsetDateTime::from_unix_timestamp(t.as_second()).map_err(err)
+        };
+        let now_ts = jiff::Timestamp::now();
+        let next = now_ts
+            .checked_add(jiff::SignedDuration::from_secs(next_update_s))
+            .map_err(err)?;
+        let this = now_ts
+            .min(next)
+            .checked_sub(jiff::SignedDuration::from_secs(3600))
+            .map_err(err)?;
+        let now = unix(this)?;
         let params = CertificateRevocationListParams {
             this_update: now,
-            next_update: now + Duration::from_secs(7 * 86400),
+            next_update: unix(next)?,
             crl_number: random_serial(),
             issuing_distribution_point: None,
             revoked_certs: revoked

@@ -51,6 +51,8 @@ pub struct Tls {
     pub crl: Vec<PathBuf>,
     pub trust_domain: String,
     pub allow_cn_fallback: bool,
+    /// How long before a CRL's `nextUpdate` the log warns.
+    pub crl_warn_before: Duration,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -121,7 +123,12 @@ pub struct Syslog {
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Limits {
+    /// Connections that completed their TLS handshake.
     pub max_connections: usize,
+    /// Connections still in their TLS handshake (unauthenticated).
+    pub max_handshakes: usize,
+    /// Unix-socket connections of one uid, in or past their handshake.
+    pub max_connections_per_uid: usize,
     pub header_read_timeout: Duration,
     pub handshake_timeout: Duration,
     pub max_header_bytes: usize,
@@ -161,7 +168,12 @@ pub struct BotDef {
     pub processes: Vec<ProcessRule>,
     /// What online anomaly scoring does above the threshold.
     pub anomaly: AnomalyPolicy,
+    /// Leases the bot may hold at once.
+    pub max_leases: usize,
 }
+
+/// Default for a bot's `max_leases`.
+pub const DEFAULT_MAX_LEASES: usize = 32;
 
 /// A bot's response to anomalous requests.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -264,6 +276,7 @@ struct RawTls {
     trust_domain: Spanned<String>,
     #[serde(default)]
     allow_cn_fallback: bool,
+    crl_warn_before: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -313,6 +326,8 @@ struct RawSyslog {
 #[serde(deny_unknown_fields)]
 struct RawLimits {
     max_connections: Option<Spanned<u64>>,
+    max_handshakes: Option<Spanned<u64>>,
+    max_connections_per_uid: Option<Spanned<u64>>,
     header_read_timeout_ms: Option<Spanned<u64>>,
     handshake_timeout_ms: Option<Spanned<u64>>,
     max_header_bytes: Option<Spanned<u64>>,
@@ -366,6 +381,7 @@ struct RawBot {
     #[serde(default)]
     processes: Vec<Spanned<RawProcess>>,
     anomaly: Option<Spanned<RawBotAnomaly>>,
+    max_leases: Option<Spanned<u64>>,
 }
 
 #[derive(Deserialize)]
@@ -640,6 +656,13 @@ impl Validator<'_> {
                 .collect(),
             trust_domain: td.clone(),
             allow_cn_fallback: raw.allow_cn_fallback,
+            crl_warn_before: match &raw.crl_warn_before {
+                None => Duration::from_secs(3600),
+                Some(d) => crate::leases::parse_duration(d.get_ref()).unwrap_or_else(|e| {
+                    self.problem(d, format!("tls.crl_warn_before: {e}"));
+                    Duration::from_secs(3600)
+                }),
+            },
         }
     }
 
@@ -850,6 +873,13 @@ impl Validator<'_> {
         Limits {
             max_connections: get(&raw.max_connections, "max_connections", 1024, 1..=100_000)
                 as usize,
+            max_handshakes: get(&raw.max_handshakes, "max_handshakes", 256, 1..=100_000) as usize,
+            max_connections_per_uid: get(
+                &raw.max_connections_per_uid,
+                "max_connections_per_uid",
+                128,
+                1..=100_000,
+            ) as usize,
             header_read_timeout: Duration::from_millis(get(
                 &raw.header_read_timeout_ms,
                 "header_read_timeout_ms",
@@ -859,7 +889,7 @@ impl Validator<'_> {
             handshake_timeout: Duration::from_millis(get(
                 &raw.handshake_timeout_ms,
                 "handshake_timeout_ms",
-                10_000,
+                2_000,
                 100..=300_000,
             )),
             max_header_bytes: get(
@@ -1072,6 +1102,14 @@ impl Validator<'_> {
                     None => {}
                 }
             }
+            let max_leases = match &b.max_leases {
+                None => DEFAULT_MAX_LEASES,
+                Some(m) if (1..=10_000).contains(m.get_ref()) => *m.get_ref() as usize,
+                Some(m) => {
+                    self.problem(m, format!("bot {name:?}: max_leases must be between 1 and 10000"));
+                    DEFAULT_MAX_LEASES
+                }
+            };
             if out.contains_key(&name) {
                 self.problem(&b.name, format!("bot {name:?} is defined twice"));
                 continue;
@@ -1087,6 +1125,7 @@ impl Validator<'_> {
                     schedule,
                     processes,
                     anomaly,
+                    max_leases,
                 },
             );
         }

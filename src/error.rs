@@ -16,7 +16,8 @@ pub enum ApiError {
     Forbidden(&'static str),
     NotFound(&'static str),
     MethodNotAllowed,
-    RateLimited,
+    /// Too many requests, or too many leases held (`max_leases`).
+    RateLimited(&'static str),
     BadRequest(String),
     Vault(VaultError),
     AuditUnavailable,
@@ -59,7 +60,7 @@ impl ApiError {
             ApiError::Forbidden(_) => Code::Forbidden,
             ApiError::NotFound(_) => Code::NotFound,
             ApiError::MethodNotAllowed => Code::MethodNotAllowed,
-            ApiError::RateLimited => Code::RateLimited,
+            ApiError::RateLimited(_) => Code::RateLimited,
             ApiError::BadRequest(_) => Code::BadRequest,
             ApiError::Vault(VaultError::Unavailable(_)) => Code::VaultUnavailable,
             ApiError::Vault(_) => Code::VaultError,
@@ -74,9 +75,11 @@ impl ApiError {
     /// The short reason code written to the audit record.
     pub fn reason(&self) -> &str {
         match self {
-            ApiError::Unauthenticated(r) | ApiError::Forbidden(r) | ApiError::NotFound(r) => r,
+            ApiError::Unauthenticated(r)
+            | ApiError::Forbidden(r)
+            | ApiError::NotFound(r)
+            | ApiError::RateLimited(r) => r,
             ApiError::MethodNotAllowed => "method_not_allowed",
-            ApiError::RateLimited => "rate_limited",
             ApiError::BadRequest(_) => "bad_request",
             ApiError::Vault(VaultError::Unavailable(_)) => "vault_unavailable",
             ApiError::Vault(VaultError::Status { code: 404, .. }) => "vault_not_found",
@@ -96,9 +99,27 @@ impl ApiError {
                 | ApiError::Forbidden(_)
                 | ApiError::NotFound(_)
                 | ApiError::MethodNotAllowed
-                | ApiError::RateLimited
+                | ApiError::RateLimited(_)
                 | ApiError::BadRequest(_)
         )
+    }
+
+    /// The message the bot gets. It says what went wrong without naming
+    /// Vault addresses, credential files or anything else about the
+    /// operator's setup; those details go to the audit record and the log.
+    /// A lease that belongs to another bot reads exactly like one that does
+    /// not exist, so that lease IDs cannot be probed.
+    pub fn message_for_bot(&self) -> String {
+        match self {
+            ApiError::Vault(VaultError::Unavailable(_)) => "vault is unavailable".into(),
+            ApiError::Vault(VaultError::Status { code, .. }) => {
+                format!("vault returned status {code}")
+            }
+            ApiError::Vault(VaultError::BadResponse(_)) => "unexpected vault response".into(),
+            ApiError::Vault(VaultError::Login(_)) => "botward could not log in to vault".into(),
+            ApiError::NotFound("lease_not_owned") => ApiError::NotFound("no_lease").to_string(),
+            other => other.to_string(),
+        }
     }
 }
 
@@ -127,7 +148,10 @@ impl fmt::Display for ApiError {
             ApiError::Forbidden("anomaly") => {
                 f.write_str("this request is far outside this bot's usual behaviour and was refused")
             }
-            ApiError::Forbidden("lease_not_owned") => {
+            ApiError::Forbidden("process_changed") => {
+                f.write_str("the calling process changed since it connected")
+            }
+            ApiError::NotFound("lease_not_owned") => {
                 f.write_str("that lease was not issued to this bot")
             }
             ApiError::Forbidden(_) => f.write_str("forbidden"),
@@ -137,7 +161,10 @@ impl fmt::Display for ApiError {
             ApiError::NotFound("no_lease") => f.write_str("no such lease"),
             ApiError::NotFound(_) => f.write_str("not found"),
             ApiError::MethodNotAllowed => f.write_str("method not allowed on this endpoint"),
-            ApiError::RateLimited => f.write_str("too many requests"),
+            ApiError::RateLimited("max_leases") => {
+                f.write_str("this bot holds as many leases as it may; release one first")
+            }
+            ApiError::RateLimited(_) => f.write_str("too many requests"),
             ApiError::BadRequest(m) => write!(f, "bad request: {m}"),
             ApiError::Vault(e) => e.fmt(f),
             ApiError::AuditUnavailable => {
@@ -223,7 +250,7 @@ mod tests {
             (ApiError::Forbidden("not_granted"), 403, "forbidden"),
             (ApiError::NotFound("no_route"), 404, "not_found"),
             (ApiError::MethodNotAllowed, 405, "method_not_allowed"),
-            (ApiError::RateLimited, 429, "rate_limited"),
+            (ApiError::RateLimited("max_leases"), 429, "rate_limited"),
             (
                 ApiError::Vault(VaultError::Unavailable("x".into())),
                 503,
@@ -249,6 +276,29 @@ mod tests {
             assert_eq!(err.status().as_u16(), status, "{err:?}");
             assert_eq!(err.code().as_str(), code, "{err:?}");
         }
+    }
+
+    #[test]
+    fn bots_learn_no_vault_address_or_file_and_no_lease_owner() {
+        let cases = [
+            ApiError::Vault(VaultError::Unavailable(
+                "cannot reach https://vault-2.corp.example:8200".into(),
+            )),
+            ApiError::Vault(VaultError::Login(
+                "cannot read /etc/botward/secret-id: permission denied".into(),
+            )),
+        ];
+        for e in cases {
+            let m = e.message_for_bot();
+            assert!(!m.contains("vault-2") && !m.contains("/etc/"), "{m}");
+            assert_ne!(m, e.to_string());
+        }
+        let other = ApiError::NotFound("lease_not_owned");
+        let none = ApiError::NotFound("no_lease");
+        assert_eq!(other.message_for_bot(), none.message_for_bot());
+        assert_eq!(other.status(), none.status());
+        assert_eq!(other.code(), none.code());
+        assert_ne!(other.reason(), none.reason(), "the audit record keeps the difference");
     }
 
     #[test]

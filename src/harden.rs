@@ -32,6 +32,39 @@ pub struct Report {
     pub warnings: Vec<String>,
 }
 
+/// Raises the soft descriptor limit to the hard one, as far as the system
+/// allows, and returns the soft limit now in force. The default soft limit
+/// (often 1024) is below what `limits.max_connections` asks for, and a
+/// process out of descriptors cannot reach Vault or write its audit log.
+#[cfg(unix)]
+pub fn raise_fd_limit() -> Option<u64> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `lim` is a valid, writable rlimit.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return None;
+    }
+    if lim.rlim_cur < lim.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: lim.rlim_max,
+            rlim_max: lim.rlim_max,
+        };
+        // SAFETY: `raised` is a valid rlimit that asks for no more than the
+        // hard limit.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            lim.rlim_cur = lim.rlim_max;
+        }
+    }
+    Some(lim.rlim_cur as u64)
+}
+
+#[cfg(not(unix))]
+pub fn raise_fd_limit() -> Option<u64> {
+    None
+}
+
 /// Applies the protections it can and reports the rest.
 pub fn apply(h: &Hardening) -> Report {
     let mut r = Report::default();

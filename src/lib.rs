@@ -12,7 +12,9 @@
 //! - [`tls`]: server and client TLS configuration.
 //! - [`vault`]: the Vault client wrapper; [`leases`]: leases handed out and
 //!   their ledger.
-//! - [`server`] and [`api`]: accept loops, routes and responses.
+//! - [`server`] and [`api`]: accept loops, routes and responses;
+//!   [`refusals`]: refusals before authentication, summed per source;
+//!   [`process`]: the process behind a unix-socket connection.
 //! - [`audit`]: the audit log writer and the auditor's tools.
 //! - [`anomaly`]: per-bot behavioural baselines and detectors.
 //! - [`secret`]: types that hold secret values; [`alloc`]: the wiping
@@ -36,8 +38,27 @@ pub mod harden;
 pub mod identity;
 pub mod leases;
 pub mod policy;
+pub mod process;
+pub mod refusals;
 pub mod secret;
 pub mod server;
 pub mod state_file;
 pub mod tls;
 pub mod vault;
+
+/// Locks `m`, recovering it if a thread panicked while holding it: every
+/// value guarded this way is consistent between statements. The audit
+/// writer, whose poisoning stops the log on purpose, does not use this.
+pub fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// [`lock`] for the read side of an `RwLock`.
+pub fn read<T>(l: &std::sync::RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(|e| e.into_inner())
+}
+
+/// [`lock`] for the write side of an `RwLock`.
+pub fn write<T>(l: &std::sync::RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(|e| e.into_inner())
+}

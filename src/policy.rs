@@ -299,6 +299,7 @@ mod tests {
             schedule: schedule.map(|s| Schedule::parse(s).unwrap()),
             processes,
             anomaly: Default::default(),
+            max_leases: crate::config::DEFAULT_MAX_LEASES,
         }
     }
 

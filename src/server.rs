@@ -11,6 +11,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
+use rustls::pki_types::CertificateDer;
 use rustls::ServerConfig;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
@@ -23,15 +24,23 @@ use tracing::{debug, info, warn};
 use crate::audit::{AuditLog, Decision, Peer, Record, Transport};
 use crate::config::Config;
 use crate::identity::{self, PeerIdentity};
+use crate::lock;
 use crate::policy::PeerFacts;
-use crate::tls::{self, HandshakeNote, HANDSHAKE_NOTE};
+use crate::refusals::{self, Refusals};
+use crate::tls::{self, CrlState, HandshakeNote, HANDSHAKE_NOTE};
 use crate::vault::Vault;
+
+/// Descriptors kept free for Vault connections, the audit log, the lease
+/// ledger and the config files, whatever the clients do.
+const FD_RESERVE: u64 = 128;
 
 /// Everything derived from one version of the config.
 pub struct Runtime {
     pub config: Arc<Config>,
     pub tls: Arc<ServerConfig>,
     pub client_verifier: Arc<dyn rustls::server::danger::ClientCertVerifier>,
+    /// Each configured CRL and when it expires.
+    pub crls: Vec<tls::CrlInfo>,
     /// Distinct for every runtime built, so connections can tell that the
     /// configuration changed under them.
     pub generation: u64,
@@ -56,19 +65,46 @@ pub struct Shared {
     config_path: PathBuf,
     lease_key: Arc<ring::hmac::Key>,
     reload_lock: tokio::sync::Mutex<()>,
+    /// Refusals before authentication, summed per source and reason.
+    pub refusals: Refusals,
+    /// The certificate chain each lease was issued to, so that a reload
+    /// that revokes the certificate or removes the bot revokes its leases.
+    lease_chains: Mutex<std::collections::HashMap<String, Arc<[CertificateDer<'static>]>>>,
+    /// Leases being issued right now, per bot, counted against
+    /// `max_leases` together with the ones held.
+    issuing: Mutex<std::collections::HashMap<String, usize>>,
+}
+
+/// A place under a bot's `max_leases`, held while a lease is being issued.
+pub struct LeaseSlot<'a> {
+    shared: &'a Shared,
+    bot: String,
 }
 
 /// One accepted, authenticated-by-TLS connection.
 pub struct Conn {
     pub peer: Peer,
     pub facts: PeerFacts,
-    pub identity: PeerIdentity,
-    /// The client's certificate chain, checked again when the TLS
-    /// configuration changes while the connection is open.
-    pub chain: Vec<rustls::pki_types::CertificateDer<'static>>,
+    pub cert: crate::identity::CertInfo,
+    /// The client's certificate chain, verified again when the TLS
+    /// configuration changes while the connection is open, and when a CRL
+    /// it was checked against expires.
+    pub chain: Arc<[CertificateDer<'static>]>,
     pub not_after: Option<jiff::Timestamp>,
-    /// The runtime generation the chain was last verified under.
-    pub verified: std::sync::atomic::AtomicU64,
+    /// The calling process as it was at accept, on the unix socket.
+    pub process: Option<crate::process::Binding>,
+    verified: Mutex<Verified>,
+}
+
+/// The outcome of the chain's last verification.
+#[derive(Clone, Debug)]
+struct Verified {
+    /// The runtime generation it was verified under.
+    generation: u64,
+    /// The bot name the certificate gives under that generation's config.
+    bot: Option<String>,
+    /// When the earliest CRL it was checked against expires.
+    until: Option<jiff::Timestamp>,
 }
 
 /// Sockets bound before serving starts, so tests can bind port 0.
@@ -114,6 +150,7 @@ impl Runtime {
             config: Arc::new(config),
             tls: server_tls.config,
             client_verifier: server_tls.client_verifier,
+            crls: server_tls.crls,
             generation,
             vault,
             kv_reads: Default::default(),
@@ -121,6 +158,21 @@ impl Runtime {
             lease_key,
             renewer,
         })
+    }
+
+    /// The earliest time a configured CRL expires.
+    pub fn crl_next_update(&self) -> Option<jiff::Timestamp> {
+        self.crls.iter().filter_map(|c| c.next_update).min()
+    }
+
+    /// The worst state of the configured CRLs at `now`.
+    pub fn crl_state(&self, now: jiff::Timestamp) -> CrlState {
+        let warn_before = self.config.tls.crl_warn_before;
+        self.crls
+            .iter()
+            .map(|c| c.state(now, warn_before))
+            .max()
+            .unwrap_or(CrlState::None)
     }
 
     /// An HMAC of a lease ID, for the audit log.
@@ -148,14 +200,14 @@ impl Shared {
             config_path,
             lease_key,
             reload_lock: Default::default(),
+            refusals: Refusals::default(),
+            lease_chains: Default::default(),
+            issuing: Default::default(),
         })
     }
 
     pub fn runtime(&self) -> Arc<Runtime> {
-        self.runtime
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        crate::read(&self.runtime).clone()
     }
 
     pub fn lease_key(&self) -> Arc<ring::hmac::Key> {
@@ -169,7 +221,7 @@ impl Shared {
         let _guard = self.reload_lock.lock().await;
         let started = Instant::now();
         let old = self.runtime();
-        let mut rec = Record::new("config.reload", crate::api::request_id(), self.audit.host());
+        let mut rec = Record::new("config.reload", crate::audit::request_id(), self.audit.host());
         let outcome = match Config::load(&self.config_path) {
             Err(problems) => Err(problems.0.iter().map(|p| p.to_string()).collect::<Vec<_>>()),
             Ok(new) => {
@@ -210,11 +262,11 @@ impl Shared {
                 // rolled back. Once the record is in the log, the change is
                 // live.
                 let previous = std::mem::replace(
-                    &mut *self.runtime.write().unwrap_or_else(|e| e.into_inner()),
+                    &mut *crate::write(&self.runtime),
                     Arc::new(rt),
                 );
                 if self.audit.write(rec).await.is_err() {
-                    *self.runtime.write().unwrap_or_else(|e| e.into_inner()) = previous;
+                    *crate::write(&self.runtime) = previous;
                     warn!("Config reload rolled back: its audit record could not be written");
                     return Err("the audit record of the reload could not be written".into());
                 }
@@ -222,6 +274,7 @@ impl Shared {
                     warn!(warning = %w, "Config reloaded");
                 }
                 info!(trigger, "Config reloaded");
+                self.revoke_unverified_leases().await;
                 Ok(())
             }
         }
@@ -235,7 +288,7 @@ impl Shared {
         let started = Instant::now();
         let rt = self.runtime();
         let result = rt.vault.revoke_lease(&held.id).await;
-        let mut rec = Record::new("lease.release", crate::api::request_id(), self.audit.host());
+        let mut rec = Record::new("lease.release", crate::audit::request_id(), self.audit.host());
         rec.bot = Some(held.bot.clone());
         rec.secret = Some(held.secret.clone());
         rec.reason = Some(reason.to_owned());
@@ -251,9 +304,7 @@ impl Shared {
         let ok = match result {
             Ok(()) => {
                 rec.decision = Decision::Allow;
-                if let Err(e) = tokio::task::block_in_place(|| self.leases.remove(&held.id)) {
-                    warn!(error = %e, "Lease revoked but the ledger could not be updated");
-                }
+                self.forget_lease(&held.id);
                 true
             }
             Err(e) => {
@@ -275,6 +326,92 @@ impl Shared {
         ok
     }
 
+    /// Revokes, as `identity_revoked`, every lease whose bot the current
+    /// config no longer registers, or whose certificate no longer verifies
+    /// under the current CA and CRLs or no longer names that bot.
+    pub async fn revoke_unverified_leases(&self) {
+        let rt = self.runtime();
+        let now = rustls::pki_types::UnixTime::now();
+        for held in self.leases.all() {
+            let chain = lock(&self.lease_chains).get(&held.id).cloned();
+            let still = rt.config.bot(&held.bot).is_some()
+                && chain.as_deref().is_none_or(|chain| {
+                    verify_chain(&rt, chain, now).is_ok()
+                        && identity_of(&rt, chain).as_deref() == Some(held.bot.as_str())
+                });
+            if !still {
+                self.revoke_held(&held, "identity_revoked").await;
+            }
+        }
+    }
+
+    /// Remembers the chain a lease was issued to; see
+    /// [`Shared::revoke_unverified_leases`].
+    pub fn note_lease_chain(&self, lease_id: &str, chain: Arc<[CertificateDer<'static>]>) {
+        lock(&self.lease_chains).insert(lease_id.to_owned(), chain);
+    }
+
+    /// Takes a place under `bot`'s `max_leases` for a lease about to be
+    /// issued, counting the leases it holds and the ones being issued.
+    pub fn lease_slot(&self, bot: &str, max: usize) -> Option<LeaseSlot<'_>> {
+        let held = self.leases.all().iter().filter(|h| h.bot == bot).count();
+        let mut issuing = lock(&self.issuing);
+        let n = issuing.entry(bot.to_owned()).or_default();
+        if held + *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(LeaseSlot {
+            shared: self,
+            bot: bot.to_owned(),
+        })
+    }
+
+    /// Writes the summaries of refusal windows that have ended (or all of
+    /// them, at shutdown).
+    pub async fn flush_refusals(&self, all: bool) {
+        let due = if all {
+            self.refusals.drain()
+        } else {
+            self.refusals.due(Instant::now())
+        };
+        for s in due {
+            let mut rec = Record::new(
+                "auth.failure",
+                crate::audit::request_id(),
+                self.audit.host(),
+            );
+            rec.decision = Decision::Deny;
+            rec.reason = Some(s.key.reason.to_owned());
+            rec.peer = Some(match s.key.transport {
+                Transport::Tcp => Peer {
+                    transport: Transport::Tcp,
+                    addr: Some(s.key.source.clone()),
+                    ..Peer::default()
+                },
+                Transport::Unix => Peer {
+                    transport: Transport::Unix,
+                    uid: s
+                        .key
+                        .source
+                        .strip_prefix("uid:")
+                        .and_then(|u| u.parse().ok()),
+                    ..Peer::default()
+                },
+            });
+            rec.detail = Some(serde_json::json!({"aggregated": {
+                "count": s.count,
+                "first": s.first,
+                "last": s.last,
+                "window_s": refusals::WINDOW.as_secs(),
+                "source": s.key.source,
+            }}));
+            if self.audit.write(rec).await.is_err() {
+                warn!("Cannot write the audit summary of refused connections");
+            }
+        }
+    }
+
     /// Revokes every lease botward still holds, e.g. at shutdown.
     pub async fn revoke_all(&self, reason: &str) -> usize {
         let mut left = 0;
@@ -286,6 +423,14 @@ impl Shared {
         left
     }
 
+    /// Drops a revoked lease from the table, the ledger and the chains.
+    pub fn forget_lease(&self, id: &str) {
+        lock(&self.lease_chains).remove(id);
+        if let Err(e) = tokio::task::block_in_place(|| self.leases.remove(id)) {
+            warn!(error = %e, "Lease revoked but the ledger could not be updated");
+        }
+    }
+
     /// Writes a record for an event outside any request.
     pub async fn audit_event(
         &self,
@@ -294,7 +439,7 @@ impl Shared {
         reason: Option<&str>,
         detail: Option<serde_json::Value>,
     ) {
-        let mut rec = Record::new(kind, crate::api::request_id(), self.audit.host());
+        let mut rec = Record::new(kind, crate::audit::request_id(), self.audit.host());
         rec.decision = decision;
         rec.reason = reason.map(str::to_owned);
         rec.detail = detail;
@@ -302,6 +447,77 @@ impl Shared {
             warn!(kind, "Cannot write audit record");
         }
     }
+}
+
+// === impl LeaseSlot ===
+
+impl Drop for LeaseSlot<'_> {
+    fn drop(&mut self) {
+        let mut issuing = lock(&self.shared.issuing);
+        if let Some(n) = issuing.get_mut(&self.bot) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                issuing.remove(&self.bot);
+            }
+        }
+    }
+}
+
+// === impl Conn ===
+
+impl Conn {
+    /// The bot name the certificate gives under `rt`'s config. The chain is
+    /// verified again first when the configuration changed since it was
+    /// last verified (a new CA or CRL, a reload during the handshake) or
+    /// when a CRL it was checked against has expired since; the name is
+    /// derived again under the current trust domain and CN rule.
+    pub fn identify(
+        &self,
+        rt: &Runtime,
+        now: jiff::Timestamp,
+    ) -> Result<Option<String>, &'static str> {
+        let mut v = lock(&self.verified);
+        let stale = v.generation != rt.generation || v.until.is_some_and(|u| u <= now);
+        if stale {
+            let unix = rustls::pki_types::UnixTime::since_unix_epoch(std::time::Duration::from_secs(
+                now.as_second().max(0) as u64,
+            ));
+            verify_chain(rt, &self.chain, unix)?;
+            *v = Verified {
+                generation: rt.generation,
+                bot: identity_of(rt, &self.chain),
+                until: rt.crl_next_update().filter(|u| *u > now),
+            };
+        }
+        Ok(v.bot.clone())
+    }
+
+    /// The name the certificate gave when it was last verified, for the
+    /// audit record of a refused request (`claimed_bot`).
+    pub fn claimed(&self) -> Option<String> {
+        lock(&self.verified).bot.clone()
+    }
+}
+
+/// Verifies a client chain against `rt`'s CA and CRLs.
+fn verify_chain(
+    rt: &Runtime,
+    chain: &[CertificateDer<'static>],
+    now: rustls::pki_types::UnixTime,
+) -> Result<(), &'static str> {
+    let Some((end_entity, intermediates)) = chain.split_first() else {
+        return Err("no_client_certificate");
+    };
+    rt.client_verifier
+        .verify_client_cert(end_entity, intermediates, now)
+        .map(|_| ())
+        .map_err(|e| tls::failure_reason(Some(&e)))
+}
+
+/// The bot name a chain's certificate gives under `rt`'s identity rules.
+fn identity_of(rt: &Runtime, chain: &[CertificateDer<'static>]) -> Option<String> {
+    let der = chain.first()?;
+    identity::from_der(der, &rt.config.tls.trust_domain, rt.config.tls.allow_cn_fallback).bot
 }
 
 fn restart_only_changes(old: &Config, new: &Config) -> Vec<String> {
@@ -318,8 +534,11 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<String> {
     if old.hardening != new.hardening {
         w.push("hardening changed; it takes effect at the next restart".to_owned());
     }
-    if old.limits.max_connections != new.limits.max_connections {
-        w.push("limits.max_connections changed; it takes effect at the next restart".to_owned());
+    if old.limits.max_connections != new.limits.max_connections
+        || old.limits.max_handshakes != new.limits.max_handshakes
+        || old.limits.max_connections_per_uid != new.limits.max_connections_per_uid
+    {
+        w.push("limits.max_connections, max_handshakes and max_connections_per_uid take effect at the next restart".to_owned());
     }
     w
 }
@@ -411,6 +630,16 @@ fn bind_unix(path: &Path, mode: u32) -> io::Result<UnixListener> {
 
 /// Serves until `shutdown` completes, then stops accepting and drains open
 /// connections for up to `drain` before returning.
+///
+/// Connections still in their TLS handshake are unauthenticated: anyone who
+/// can reach the socket can open them. They get their own, smaller cap
+/// (`limits.max_handshakes`) and a short timeout, and when the cap is full a
+/// new connection evicts the oldest one that has sent nothing yet (or else
+/// the oldest), so an idle flood cannot keep a bot from starting its
+/// handshake. Only connections that completed it count against
+/// `limits.max_connections`; on the unix socket each uid may hold at most
+/// `limits.max_connections_per_uid`. Descriptors are kept in reserve for
+/// Vault, the audit log and the ledger.
 pub async fn run(
     shared: Arc<Shared>,
     listeners: Listeners,
@@ -418,34 +647,62 @@ pub async fn run(
     drain: std::time::Duration,
 ) {
     let limits = shared.runtime().config.limits.clone();
-    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let (max_connections, max_handshakes) = fd_budget(&limits);
+    let permits = Arc::new(Semaphore::new(max_connections));
+    let handshakes = Arc::new(Handshakes::new(max_handshakes));
+    let uids = Arc::new(UidCounts::new(limits.max_connections_per_uid));
     let graceful = GracefulShutdown::new();
+    let flusher = {
+        let shared = shared.clone();
+        AbortOnDrop(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                shared.flush_refusals(false).await;
+            }
+        }))
+    };
     tokio::pin!(shutdown);
     let Listeners {
         tcp,
         #[cfg(unix)]
         unix,
     } = listeners;
+    let limits = Limits {
+        permits,
+        handshakes,
+    };
     loop {
-        let permit = tokio::select! {
-            p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-            _ = &mut shutdown => break,
-        };
         tokio::select! {
             r = accept_tcp(tcp.as_ref()) => match r {
                 Ok((stream, addr)) => {
                     let _ = stream.set_nodelay(true);
                     let peer = Peer { transport: Transport::Tcp, addr: Some(addr.to_string()), ..Peer::default() };
-                    let facts = PeerFacts::default();
-                    tokio::spawn(connection(stream, peer, facts, shared.clone(), graceful.watcher(), permit));
+                    let accepted = Accepted { peer, facts: PeerFacts::default(), process: None, uid: None };
+                    let slot = limits.handshakes.admit();
+                    tokio::spawn(connection(stream, accepted, shared.clone(), graceful.watcher(), slot, limits.permits.clone()));
                 }
                 Err(e) => accept_error(e).await,
             },
             r = accept_unix(
                 #[cfg(unix)] unix.as_ref(),
             ) => match r {
-                Ok((stream, peer, facts)) => {
-                    tokio::spawn(connection(stream, peer, facts, shared.clone(), graceful.watcher(), permit));
+                Ok((stream, mut accepted)) => {
+                    let uid = accepted.peer.uid.unwrap_or(u32::MAX);
+                    match uids.take(uid) {
+                        Some(guard) => {
+                            accepted.uid = Some(guard);
+                            let slot = limits.handshakes.admit();
+                            tokio::spawn(connection(stream, accepted, shared.clone(), graceful.watcher(), slot, limits.permits.clone()));
+                        }
+                        None => {
+                            drop(stream);
+                            let shared = shared.clone();
+                            tokio::spawn(async move {
+                                auth_failure(&shared, accepted.peer, None, "uid_connection_limit",
+                                    "this uid holds as many connections as it may".into(), Instant::now()).await;
+                            });
+                        }
+                    }
                 }
                 Err(e) => accept_error(e).await,
             },
@@ -470,6 +727,43 @@ pub async fn run(
     {
         warn!("Drain timed out; closing remaining connections");
     }
+    drop(flusher);
+    shared.flush_refusals(true).await;
+}
+
+/// The connection caps `run` can keep with the descriptors it has: the soft
+/// `RLIMIT_NOFILE`, raised to the hard limit, less [`FD_RESERVE`].
+fn fd_budget(limits: &crate::config::Limits) -> (usize, usize) {
+    let (mut conns, mut handshakes) = (limits.max_connections, limits.max_handshakes);
+    if let Some(nofile) = crate::harden::raise_fd_limit() {
+        let budget = nofile.saturating_sub(FD_RESERVE).max(2) as usize;
+        if conns + handshakes > budget {
+            handshakes = handshakes.min(budget / 4).max(1);
+            conns = conns.min(budget - handshakes).max(1);
+            warn!(
+                nofile,
+                max_connections = conns,
+                max_handshakes = handshakes,
+                "The descriptor limit is too low for the configured connection limits; they are lowered"
+            );
+        }
+    }
+    (conns, handshakes)
+}
+
+/// The caps shared by every connection.
+struct Limits {
+    permits: Arc<Semaphore>,
+    handshakes: Arc<Handshakes>,
+}
+
+/// What the accept loop learned about a connection.
+struct Accepted {
+    peer: Peer,
+    facts: PeerFacts,
+    process: Option<crate::process::Binding>,
+    /// The connection's place under its uid's cap, on the unix socket.
+    uid: Option<UidGuard>,
 }
 
 async fn accept_tcp(
@@ -482,36 +776,50 @@ async fn accept_tcp(
 }
 
 #[cfg(unix)]
-async fn accept_unix(
-    l: Option<&UnixListener>,
-) -> io::Result<(tokio::net::UnixStream, Peer, PeerFacts)> {
+async fn accept_unix(l: Option<&UnixListener>) -> io::Result<(tokio::net::UnixStream, Accepted)> {
     let Some(l) = l else {
         return std::future::pending().await;
     };
     let (stream, _) = l.accept().await?;
     let cred = stream.peer_cred()?;
     let pid = cred.pid();
-    // Reading another user's /proc/PID/exe needs CAP_SYS_PTRACE; without
-    // it the exe stays unknown and exe rules fail closed.
-    let exe = pid.and_then(|p| std::fs::read_link(format!("/proc/{p}/exe")).ok());
+    let process = pid.map(crate::process::Binding::read);
+    let exe = process.as_ref().and_then(|p| p.exe.clone());
     let peer = Peer {
         transport: Transport::Unix,
         addr: None,
         pid,
         uid: Some(cred.uid()),
-        exe: exe.as_ref().map(|e| e.display().to_string()),
+        exe: exe.as_ref().map(|e| capped_exe(e)),
     };
     let facts = PeerFacts {
         uid: Some(cred.uid()),
         exe,
         via_unix: true,
     };
-    Ok((stream, peer, facts))
+    Ok((
+        stream,
+        Accepted {
+            peer,
+            facts,
+            process,
+            uid: None,
+        },
+    ))
 }
 
 #[cfg(not(unix))]
-async fn accept_unix() -> io::Result<(tokio::net::TcpStream, Peer, PeerFacts)> {
+async fn accept_unix() -> io::Result<(tokio::net::TcpStream, Accepted)> {
     std::future::pending().await
+}
+
+/// Longest executable path written to the audit log.
+const MAX_LOGGED_EXE: usize = 512;
+
+/// An executable path for the audit log, capped in length: the name of a
+/// program is chosen by whoever wrote it.
+fn capped_exe(exe: &Path) -> String {
+    crate::audit::truncate(&exe.display().to_string(), MAX_LOGGED_EXE)
 }
 
 /// Accept errors such as EMFILE: back off briefly instead of spinning.
@@ -522,26 +830,44 @@ async fn accept_error(e: io::Error) {
 
 async fn connection<S>(
     stream: S,
-    peer: Peer,
-    facts: PeerFacts,
+    accepted: Accepted,
     shared: Arc<Shared>,
     watcher: hyper_util::server::graceful::Watcher,
-    _permit: tokio::sync::OwnedSemaphorePermit,
+    mut slot: HandshakeSlot,
+    permits: Arc<Semaphore>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let started = Instant::now();
+    let Accepted {
+        peer,
+        facts,
+        process,
+        uid: _uid,
+    } = accepted;
+    // One snapshot gives the acceptor, the identity rules and the
+    // generation the connection is stamped with: a reload during the
+    // handshake leaves the connection stamped old, so its first request
+    // verifies the chain again under the new CA and CRLs.
     let rt = shared.runtime();
     let limits = rt.config.limits.clone();
     let acceptor = TlsAcceptor::from(rt.tls.clone());
-    drop(rt);
     let note = Arc::new(Mutex::new(HandshakeNote::default()));
+    let stream = FirstBytes {
+        inner: stream,
+        seen: Some(slot.sent.clone()),
+    };
     let handshake = HANDSHAKE_NOTE.scope(note.clone(), acceptor.accept(stream));
-    let tls_stream = match tokio::time::timeout(limits.handshake_timeout, handshake).await {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => {
+    let outcome = tokio::select! {
+        r = tokio::time::timeout(limits.handshake_timeout, handshake) => Some(r),
+        _ = slot.evicted() => None,
+    };
+    drop(slot);
+    let tls_stream = match outcome {
+        Some(Ok(Ok(s))) => s,
+        Some(Ok(Err(e))) => {
             let (seen, noted) = {
-                let mut note = note.lock().unwrap_or_else(|e| e.into_inner());
+                let mut note = lock(&note);
                 (note.peer.take(), note.error.take())
             };
             let rustls_err = e
@@ -560,50 +886,48 @@ async fn connection<S>(
             auth_failure(&shared, peer, seen, reason, msg, started).await;
             return;
         }
-        Err(_) => {
-            let p = note.lock().unwrap_or_else(|e| e.into_inner()).peer.take();
-            auth_failure(
-                &shared,
-                peer,
-                p,
-                "tls_timeout",
-                "TLS handshake timed out".into(),
-                started,
-            )
-            .await;
+        Some(Err(_)) => {
+            let p = lock(&note).peer.take();
+            let msg = "TLS handshake timed out".into();
+            auth_failure(&shared, peer, p, "tls_timeout", msg, started).await;
+            return;
+        }
+        None => {
+            let p = lock(&note).peer.take();
+            let msg = "evicted: too many connections in their TLS handshake".into();
+            auth_failure(&shared, peer, p, "handshake_evicted", msg, started).await;
             return;
         }
     };
-    let generation = shared.runtime().generation;
-    let chain: Vec<rustls::pki_types::CertificateDer<'static>> = tls_stream
+    let chain: Arc<[CertificateDer<'static>]> = tls_stream
         .get_ref()
         .1
         .peer_certificates()
         .map(|c| c.iter().map(|d| d.clone().into_owned()).collect())
         .unwrap_or_default();
-    let identity = {
-        let (_, session) = tls_stream.get_ref();
-        let rt = shared.runtime();
-        match session.peer_certificates().and_then(|c| c.first()) {
-            Some(der) => identity::from_der(
-                der,
-                &rt.config.tls.trust_domain,
-                rt.config.tls.allow_cn_fallback,
-            ),
-            None => {
-                drop(rt);
-                auth_failure(
-                    &shared,
-                    peer,
-                    None,
-                    "no_client_certificate",
-                    "no client certificate".into(),
-                    started,
-                )
-                .await;
-                return;
-            }
-        }
+    let Some(der) = chain.first() else {
+        let msg = "no client certificate".into();
+        auth_failure(&shared, peer, None, "no_client_certificate", msg, started).await;
+        return;
+    };
+    let identity = identity::from_der(
+        der,
+        &rt.config.tls.trust_domain,
+        rt.config.tls.allow_cn_fallback,
+    );
+    // The process must still be the one that connected.
+    if process.as_ref().is_some_and(|p| !p.still_holds()) {
+        let msg = "the calling process changed during the handshake".into();
+        auth_failure(&shared, peer, Some(identity), "process_changed", msg, started).await;
+        return;
+    }
+    // A bot beyond max_connections waits a little for a place, then is
+    // refused.
+    let permit = tokio::time::timeout(limits.handshake_timeout, permits.acquire_owned()).await;
+    let Ok(Ok(permit)) = permit else {
+        let msg = "botward holds as many connections as it may".into();
+        auth_failure(&shared, peer, Some(identity), "too_many_connections", msg, started).await;
+        return;
     };
     debug!(bot = ?identity.bot, transport = ?peer.transport, "Accepted TLS connection");
     let not_after = identity
@@ -611,13 +935,20 @@ async fn connection<S>(
         .not_after
         .as_deref()
         .and_then(|t| t.parse().ok());
+    let verified = Verified {
+        generation: rt.generation,
+        bot: identity.bot,
+        until: rt.crl_next_update(),
+    };
+    drop(rt);
     let conn = Arc::new(Conn {
         peer,
         facts,
-        identity,
+        cert: identity.cert,
         chain,
         not_after,
-        verified: std::sync::atomic::AtomicU64::new(generation),
+        process,
+        verified: Mutex::new(verified),
     });
     let svc_shared = shared.clone();
     let svc_conn = conn.clone();
@@ -637,29 +968,44 @@ async fn connection<S>(
     if let Err(e) = served.await {
         http_failure(&shared, &conn, e, started).await;
     }
+    drop(permit);
 }
 
-/// Audits a failed handshake with whatever the verifier saw.
+/// Audits a connection refused before authentication, with whatever the
+/// verifier saw. Such refusals are summed per source and reason
+/// ([`refusals`]): the first of a window is written in full here, the rest
+/// are counted into its summary.
 async fn auth_failure(
     shared: &Shared,
     peer: Peer,
     seen: Option<PeerIdentity>,
-    reason: &str,
+    reason: &'static str,
     message: String,
     started: Instant,
 ) {
+    let ts = crate::audit::now_rfc3339();
+    let key = refusals::Key {
+        transport: peer.transport,
+        source: source_of(&peer),
+        reason,
+    };
+    if !shared.refusals.note(key, Instant::now(), &ts) {
+        debug!(reason, "TLS handshake refused (counted)");
+        return;
+    }
     let mut rec = Record::new(
         "auth.failure",
-        crate::api::request_id(),
+        crate::audit::request_id(),
         shared.audit.host(),
     );
+    rec.ts = ts;
     rec.decision = Decision::Deny;
     rec.status = 0;
     rec.reason = Some(reason.to_owned());
-    rec.error = Some(message);
+    rec.error = Some(crate::audit::truncate(&message, 256));
     rec.peer = Some(peer);
-    // The handshake failed, so whatever the certificate names is a claim,
-    // never an identity.
+    // The connection was refused, so whatever the certificate names is a
+    // claim, never an identity.
     if let Some(p) = seen {
         rec.claimed_bot = p.bot;
         rec.cert = Some(p.cert);
@@ -668,6 +1014,23 @@ async fn auth_failure(
     info!(reason, "TLS handshake refused");
     if shared.audit.write(rec).await.is_err() {
         warn!("Cannot write audit record for a refused handshake");
+    }
+}
+
+/// What refusals are summed by: the IP address on TCP (every port of a
+/// host is one source), the uid on the unix socket.
+fn source_of(peer: &Peer) -> String {
+    match peer.transport {
+        Transport::Tcp => peer
+            .addr
+            .as_deref()
+            .and_then(|a| a.parse::<std::net::SocketAddr>().ok())
+            .map(|a| a.ip().to_string())
+            .unwrap_or_else(|| "tcp".into()),
+        Transport::Unix => match peer.uid {
+            Some(uid) => format!("uid:{uid}"),
+            None => "unix".into(),
+        },
     }
 }
 
@@ -684,17 +1047,218 @@ async fn http_failure(shared: &Shared, conn: &Conn, e: hyper::Error, started: In
         debug!(error = %e, "Connection ended with an error");
         return;
     };
-    let mut rec = Record::new("request", crate::api::request_id(), shared.audit.host());
+    let mut rec = Record::new("request", crate::audit::request_id(), shared.audit.host());
     rec.decision = Decision::Deny;
     rec.status = status;
     rec.reason = Some(reason.to_owned());
-    rec.error = Some(e.to_string());
+    rec.error = Some(crate::audit::truncate(&e.to_string(), 256));
     rec.peer = Some(conn.peer.clone());
-    rec.bot = conn.identity.bot.clone();
-    rec.cert = Some(conn.identity.cert.clone());
+    // Which bot this is was not decided: hyper refused before any request.
+    rec.claimed_bot = conn.claimed();
+    rec.cert = Some(conn.cert.clone());
     rec.latency_us = started.elapsed().as_micros() as u64;
     if shared.audit.write(rec).await.is_err() {
         warn!("Cannot write audit record for a refused request");
+    }
+}
+
+// === impl Handshakes ===
+
+/// Connections in their TLS handshake, oldest first.
+struct Handshakes {
+    cap: usize,
+    inner: Mutex<PendingSet>,
+}
+
+#[derive(Default)]
+struct PendingSet {
+    next: u64,
+    pending: std::collections::BTreeMap<u64, Pending>,
+}
+
+struct Pending {
+    /// Set once the client sent its first bytes.
+    sent: Arc<std::sync::atomic::AtomicBool>,
+    evict: tokio::sync::oneshot::Sender<()>,
+}
+
+/// A connection's place among those in their handshake; freed on drop.
+struct HandshakeSlot {
+    id: u64,
+    set: Arc<Handshakes>,
+    sent: Arc<std::sync::atomic::AtomicBool>,
+    evicted: Option<tokio::sync::oneshot::Receiver<()>>,
+}
+
+impl Handshakes {
+    fn new(cap: usize) -> Handshakes {
+        Handshakes {
+            cap: cap.max(1),
+            inner: Mutex::new(PendingSet::default()),
+        }
+    }
+
+    /// A place for a new connection. When every place is taken, the oldest
+    /// connection that has sent nothing yet is evicted, or else the oldest.
+    fn admit(self: &Arc<Self>) -> HandshakeSlot {
+        use std::sync::atomic::Ordering;
+        let mut set = lock(&self.inner);
+        if set.pending.len() >= self.cap {
+            let victim = set
+                .pending
+                .iter()
+                .find(|(_, p)| !p.sent.load(Ordering::Relaxed))
+                .or_else(|| set.pending.iter().next())
+                .map(|(id, _)| *id);
+            if let Some(p) = victim.and_then(|id| set.pending.remove(&id)) {
+                let _ = p.evict.send(());
+            }
+        }
+        let id = set.next;
+        set.next += 1;
+        let sent = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        set.pending.insert(
+            id,
+            Pending {
+                sent: sent.clone(),
+                evict: tx,
+            },
+        );
+        HandshakeSlot {
+            id,
+            set: self.clone(),
+            sent,
+            evicted: Some(rx),
+        }
+    }
+}
+
+impl HandshakeSlot {
+    /// Completes when this connection is evicted to make room.
+    async fn evicted(&mut self) {
+        // A dropped sender (the slot freed without eviction) is not an
+        // eviction.
+        if let Some(rx) = self.evicted.take() {
+            if rx.await.is_ok() {
+                return;
+            }
+        }
+        std::future::pending().await
+    }
+}
+
+impl Drop for HandshakeSlot {
+    fn drop(&mut self) {
+        lock(&self.set.inner).pending.remove(&self.id);
+    }
+}
+
+/// Notes when the client sends its first bytes, so that idle connections
+/// are the first to be evicted.
+struct FirstBytes<S> {
+    inner: S,
+    seen: Option<Arc<std::sync::atomic::AtomicBool>>,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for FirstBytes<S> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let r = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            if let Some(seen) = self.seen.take() {
+                seen.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+        r
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for FirstBytes<S> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> std::task::Poll<io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+// === impl UidCounts ===
+
+/// Open unix-socket connections per uid.
+struct UidCounts {
+    cap: usize,
+    open: Mutex<std::collections::HashMap<u32, usize>>,
+}
+
+/// A connection's place under its uid's cap; freed on drop.
+struct UidGuard {
+    uid: u32,
+    counts: Arc<UidCounts>,
+}
+
+impl UidCounts {
+    fn new(cap: usize) -> UidCounts {
+        UidCounts {
+            cap: cap.max(1),
+            open: Mutex::default(),
+        }
+    }
+
+    fn take(self: &Arc<Self>, uid: u32) -> Option<UidGuard> {
+        let mut open = lock(&self.open);
+        let n = open.entry(uid).or_default();
+        if *n >= self.cap {
+            return None;
+        }
+        *n += 1;
+        Some(UidGuard {
+            uid,
+            counts: self.clone(),
+        })
+    }
+}
+
+impl Drop for UidGuard {
+    fn drop(&mut self) {
+        let mut open = lock(&self.counts.open);
+        if let Some(n) = open.get_mut(&self.uid) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.uid);
+            }
+        }
     }
 }
 
@@ -738,12 +1302,57 @@ pub async fn watch_files(shared: Arc<Shared>, every: std::time::Duration) {
             .collect()
     };
     let mut last = stamp(&shared);
+    let mut crls = CrlWatch::default();
     loop {
+        crls.check(&shared.runtime());
         tokio::time::sleep(every).await;
         let now = stamp(&shared);
         if now != last {
             let _ = shared.reload("file_change").await;
             last = stamp(&shared);
         }
+    }
+}
+
+/// Warns in the log when a CRL comes within `tls.crl_warn_before` of its
+/// `nextUpdate`, and when it expires, once for each change of state and
+/// again every hour while it lasts.
+#[derive(Default)]
+struct CrlWatch {
+    last: Vec<(PathBuf, CrlState)>,
+    told: Option<Instant>,
+}
+
+impl CrlWatch {
+    fn check(&mut self, rt: &Runtime) {
+        let now = jiff::Timestamp::now();
+        let states: Vec<(PathBuf, CrlState)> = rt
+            .crls
+            .iter()
+            .map(|c| (c.path.clone(), c.state(now, rt.config.tls.crl_warn_before)))
+            .collect();
+        let hourly = self
+            .told
+            .is_some_and(|t| t.elapsed() >= std::time::Duration::from_secs(3600));
+        if states == self.last && !hourly {
+            return;
+        }
+        let mut told = false;
+        for (info, (path, state)) in rt.crls.iter().zip(&states) {
+            let next_update = info.next_update.map(|t| t.to_string()).unwrap_or_default();
+            match state {
+                CrlState::Expiring => {
+                    warn!(crl = %path.display(), %next_update, "CRL expires soon; refresh it, or handshakes of the certificates it covers will be refused");
+                    told = true;
+                }
+                CrlState::Expired => {
+                    tracing::error!(crl = %path.display(), %next_update, "CRL has expired; handshakes of the certificates it covers are refused until it is refreshed");
+                    told = true;
+                }
+                CrlState::None | CrlState::Ok => {}
+            }
+        }
+        self.told = told.then(Instant::now);
+        self.last = states;
     }
 }

@@ -71,11 +71,22 @@ pub fn server_config(tls: &config::Tls) -> Result<ServerTls, TlsError> {
         if found.is_empty() {
             return Err(TlsError(format!("{}: no CRL found", path.display())));
         }
-        crls.extend(found);
+        crls.extend(found.into_iter().map(|der| (path.clone(), der)));
+    }
+    let mut infos = Vec::new();
+    for (path, der) in &crls {
+        infos.push(CrlInfo {
+            path: path.clone(),
+            next_update: crl_next_update(der)
+                .map_err(|e| TlsError(format!("{}: {e}", path.display())))?,
+        });
     }
     let provider = Arc::new(provider::default_provider());
+    // A CRL past its nextUpdate refuses every certificate it covers: a
+    // broken CRL feed must not silently stop revocation.
     let inner = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-        .with_crls(crls)
+        .with_crls(crls.into_iter().map(|(_, der)| der))
+        .enforce_revocation_expiration()
         .build()
         .map_err(|e| TlsError(format!("client verifier: {e}")))?;
     let client_verifier = inner.clone();
@@ -96,6 +107,7 @@ pub fn server_config(tls: &config::Tls) -> Result<ServerTls, TlsError> {
     Ok(ServerTls {
         config: Arc::new(cfg),
         client_verifier,
+        crls: infos,
     })
 }
 
@@ -105,6 +117,68 @@ pub fn server_config(tls: &config::Tls) -> Result<ServerTls, TlsError> {
 pub struct ServerTls {
     pub config: Arc<ServerConfig>,
     pub client_verifier: Arc<dyn ClientCertVerifier>,
+    pub crls: Vec<CrlInfo>,
+}
+
+/// A configured CRL and when it expires.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CrlInfo {
+    pub path: std::path::PathBuf,
+    /// `nextUpdate`; a CRL without one never expires.
+    pub next_update: Option<jiff::Timestamp>,
+}
+
+/// How close the configured CRLs are to expiring, worst last.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum CrlState {
+    /// No CRL is configured.
+    None,
+    Ok,
+    /// Within `tls.crl_warn_before` of its `nextUpdate`.
+    Expiring,
+    /// Past its `nextUpdate`: certificates it covers are refused.
+    Expired,
+}
+
+// === impl CrlInfo ===
+
+impl CrlInfo {
+    pub fn state(&self, now: jiff::Timestamp, warn_before: std::time::Duration) -> CrlState {
+        let Some(next) = self.next_update else {
+            return CrlState::Ok;
+        };
+        let warn = jiff::SignedDuration::try_from(warn_before).unwrap_or(jiff::SignedDuration::MAX);
+        if next <= now {
+            CrlState::Expired
+        } else if next.checked_sub(warn).is_ok_and(|w| w <= now) {
+            CrlState::Expiring
+        } else {
+            CrlState::Ok
+        }
+    }
+}
+
+// === impl CrlState ===
+
+impl CrlState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CrlState::None => "none",
+            CrlState::Ok => "ok",
+            CrlState::Expiring => "expiring",
+            CrlState::Expired => "expired",
+        }
+    }
+}
+
+/// The `nextUpdate` of a DER CRL.
+fn crl_next_update(der: &[u8]) -> Result<Option<jiff::Timestamp>, String> {
+    use x509_parser::prelude::FromDer;
+    let (_, crl) = x509_parser::revocation_list::CertificateRevocationList::from_der(der)
+        .map_err(|e| format!("bad CRL: {e}"))?;
+    crl.next_update()
+        .map(|t| jiff::Timestamp::from_second(t.timestamp()).map_err(|e| format!("bad CRL nextUpdate: {e}")))
+        .transpose()
 }
 
 /// Client configuration for a bot: trusts only `ca` and presents `cert`.

@@ -226,14 +226,18 @@ schedule = "{tomorrow} 00:00-00:01 UTC"
     let (status, _) = curl_as(&h, &expired, &url, &[]);
     assert_eq!(status, 0);
     wait_for_record(&audit, Duration::from_secs(5), |r| {
-        r["reason"] == "certificate_expired" && r["bot"] == "expired-bot"
+        r["reason"] == "certificate_expired"
+            && r["claimed_bot"] == "expired-bot"
+            && r["bot"].is_null()
     });
 
     // A revoked certificate.
     let (status, _) = curl_as(&h, &revoked, &url, &[]);
     assert_eq!(status, 0);
     wait_for_record(&audit, Duration::from_secs(5), |r| {
-        r["reason"] == "certificate_revoked" && r["bot"] == "revoked-bot"
+        r["reason"] == "certificate_revoked"
+            && r["claimed_bot"] == "revoked-bot"
+            && r["bot"].is_null()
     });
 
     // A valid certificate of a bot that is not registered.
@@ -242,7 +246,10 @@ schedule = "{tomorrow} 00:00-00:01 UTC"
     assert_eq!(status, 401, "{body}");
     assert!(body.contains("\"unauthenticated\""));
     wait_for_record(&audit, Duration::from_secs(5), |r| {
-        r["reason"] == "unknown_bot" && r["bot"] == "ghost-bot" && r["status"] == 401
+        r["reason"] == "unknown_bot"
+            && r["claimed_bot"] == "ghost-bot"
+            && r["bot"].is_null()
+            && r["status"] == 401
     });
 
     // A secret the bot is not granted, and one that does not exist at all:

@@ -240,6 +240,13 @@ secrets = ["sftp"]
         std::fs::write(&config_path, config).unwrap();
         Botward::spawn(&config_path, &self.dir, env)
     }
+
+    /// Starts botward with its descriptor limit (soft and hard) at `nofile`.
+    pub fn start_with_nofile(&self, config: &str, nofile: u64) -> Botward {
+        let config_path = self.dir.join("botward.toml");
+        std::fs::write(&config_path, config).unwrap();
+        Botward::spawn_with(&config_path, &self.dir, &[], Some(nofile))
+    }
 }
 
 impl Drop for Harness {
@@ -291,6 +298,15 @@ pub struct Botward {
 
 impl Botward {
     pub fn spawn(config_path: &Path, dir: &Path, env: &[(&str, &str)]) -> Botward {
+        Botward::spawn_with(config_path, dir, env, None)
+    }
+
+    pub fn spawn_with(
+        config_path: &Path,
+        dir: &Path,
+        env: &[(&str, &str)],
+        nofile: Option<u64>,
+    ) -> Botward {
         let log = dir.join(format!(
             "botward-{}.log",
             COUNTER.fetch_add(1, Ordering::SeqCst)
@@ -304,6 +320,24 @@ impl Botward {
         cmd.env("RUST_LOG", "info");
         for (k, v) in env {
             cmd.env(k, v);
+        }
+        if let Some(n) = nofile {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: setrlimit is async-signal-safe and touches no memory
+            // of the parent.
+            unsafe {
+                cmd.pre_exec(move || {
+                    let lim = libc::rlimit {
+                        rlim_cur: n as libc::rlim_t,
+                        rlim_max: n as libc::rlim_t,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) == 0 {
+                        Ok(())
+                    } else {
+                        Err(std::io::Error::last_os_error())
+                    }
+                });
+            }
         }
         let mut child = cmd.spawn().expect("spawn botward");
         let stdout = child.stdout.take().unwrap();

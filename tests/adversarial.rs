@@ -303,13 +303,21 @@ fn raise_nofile(n: u64) {
 
 /// Keeps `n` idle TCP connections open to `addr`, reopening those botward
 /// closes, and runs a connect/close loop beside them, until `stop`.
-fn flood(addr: String, n: usize, stop: Arc<AtomicBool>) -> Vec<std::thread::JoinHandle<u64>> {
+fn flood(
+    addr: String,
+    n: usize,
+    stop: Arc<AtomicBool>,
+    filled: Arc<AtomicBool>,
+) -> Vec<std::thread::JoinHandle<u64>> {
     let idle = {
         let (addr, stop) = (addr.clone(), stop.clone());
         std::thread::spawn(move || {
             let mut socks: Vec<Option<TcpStream>> = (0..n).map(|_| None).collect();
             let mut opened = 0u64;
             while !stop.load(Ordering::Relaxed) {
+                if opened >= n as u64 {
+                    filled.store(true, Ordering::Relaxed);
+                }
                 for s in socks.iter_mut() {
                     let closed = match s {
                         None => true,
@@ -354,11 +362,17 @@ fn an_unauthenticated_flood_does_not_starve_a_bot() {
     let audit = h.audit_path();
     let b = h.start(&h.config(Auth::AppRole, &audit, ""));
     let bot = h.bot("invoice-bot");
-    // A bot on a keep-alive connection made before the flood.
-    let mut kept = Conn::open(&b, &h, &bot);
     let stop = Arc::new(AtomicBool::new(false));
-    let threads = flood(b.tcp.clone(), 2000, stop.clone());
-    std::thread::sleep(Duration::from_secs(1));
+    let filled = Arc::new(AtomicBool::new(false));
+    let threads = flood(b.tcp.clone(), 2000, stop.clone(), filled.clone());
+    let start = Instant::now();
+    while !filled.load(Ordering::Relaxed) {
+        assert!(start.elapsed() < Duration::from_secs(120), "the flood never opened 2000 connections");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let filled_in = start.elapsed();
+    // A bot on a keep-alive connection, beside the flood.
+    let mut kept = Conn::open(&b, &h, &bot);
 
     let s = b.settings(&h, &bot);
     let rt = rt();
@@ -381,6 +395,8 @@ fn an_unauthenticated_flood_does_not_starve_a_bot() {
             let (status, v) = kept.get("/v1/secrets/erp-db");
             assert_eq!(status, 200, "the keep-alive bot lost Vault: {v}");
         }
+        // Spread over several handshake timeouts of the flood.
+        std::thread::sleep(Duration::from_millis(150));
     }
     stop.store(true, Ordering::Relaxed);
     let counts: Vec<u64> = threads.into_iter().map(|t| t.join().unwrap()).collect();
@@ -392,9 +408,10 @@ fn an_unauthenticated_flood_does_not_starve_a_bot() {
             .unwrap_or_default()
     };
     eprintln!(
-        "flood: {} idle connections opened, {} connect/close; bot: {} of 40 succeeded, p50 {:?}, p99 {:?}",
+        "flood: 2000 idle connections open after {filled_in:?}; {} idle connections opened, {} connect/close in {:?}; bot: {} of 40 succeeded, p50 {:?}, p99 {:?}",
         counts[0],
         counts[1],
+        start.elapsed(),
         latencies.len(),
         p(0.5),
         p(0.99)

@@ -25,6 +25,9 @@ pub struct PeerIdentity {
     pub cert: CertInfo,
 }
 
+/// Longest serial number recorded, in bytes.
+const MAX_SERIAL_BYTES: usize = 32;
+
 /// Hex SHA-256 of DER bytes.
 pub fn fingerprint(der: &[u8]) -> String {
     hex(ring::digest::digest(&ring::digest::SHA256, der).as_ref())
@@ -54,9 +57,12 @@ pub fn from_der(der: &[u8], trust_domain: &str, allow_cn_fallback: bool) -> Peer
             },
         };
     };
+    // RFC 5280 serials are at most 20 octets; a refused certificate may
+    // carry any length, and its serial is written to the audit log.
+    let serial = cert.raw_serial();
     let info = CertInfo {
         sha256,
-        serial: hex(cert.raw_serial()),
+        serial: hex(&serial[..serial.len().min(MAX_SERIAL_BYTES)]),
         not_after: jiff::Timestamp::from_second(cert.validity().not_after.timestamp())
             .ok()
             .map(|t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()),

@@ -351,8 +351,10 @@ pub fn fmt_ts(t: Timestamp) -> String {
     t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
-/// A short text summary.
+/// A short text summary. Every string from the log is escaped
+/// ([`crate::text::escape`]): one finding is one line.
 pub fn text(a: &Analysis) -> String {
+    use crate::text::escape;
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -363,17 +365,17 @@ pub fn text(a: &Analysis) -> String {
         a.findings.len()
     );
     for w in &a.warnings {
-        let _ = writeln!(s, "warning: {w}");
-    }
-    let mut by: BTreeMap<(&str, &str), usize> = BTreeMap::new();
-    for f in &a.findings {
-        *by.entry((f.bot.as_str(), f.detector.as_str())).or_default() += 1;
+        let _ = writeln!(s, "warning: {}", escape(w));
     }
     for f in &a.findings {
         let _ = writeln!(
             s,
             "{}  {:<16} {:<16} {:>3}  {}",
-            f.start, f.bot, f.detector, f.score, f.explanation
+            escape(&f.start),
+            escape(&f.bot),
+            escape(&f.detector),
+            f.score,
+            escape(&f.explanation)
         );
     }
     if !a.suggested_grants.is_empty() {
@@ -384,10 +386,11 @@ pub fn text(a: &Analysis) -> String {
         for (bot, secrets) in &a.suggested_grants {
             let _ = writeln!(
                 s,
-                "  {bot}: [{}]",
+                "  {}: [{}]",
+                escape(bot),
                 secrets
                     .iter()
-                    .map(|x| format!("{x:?}"))
+                    .map(|x| escape(&format!("{x:?}")).into_owned())
                     .collect::<Vec<_>>()
                     .join(", ")
             );

@@ -4,6 +4,9 @@
 //! Records are handled as `serde_json::Value`, so the query works on logs
 //! written by any record version that keeps the field names of the contract.
 //! A record that lacks a field simply does not match a filter on it.
+//!
+//! The table and CSV escape control characters ([`crate::text::escape`]), so
+//! a record is one line; JSON Lines and OCSF keep every value, JSON-escaped.
 
 use std::fmt;
 use std::io::{self, Write};
@@ -218,7 +221,8 @@ fn write_lines(
 ) -> io::Result<usize> {
     let mut n = 0;
     for rec in records {
-        serde_json::to_writer(&mut *out, &map(rec))?;
+        let line = serde_json::to_string(&map(rec)).map_err(io::Error::other)?;
+        out.write_all(crate::text::escape_json(&line).as_bytes())?;
         out.write_all(b"\n")?;
         n += 1;
     }
@@ -274,19 +278,9 @@ fn table_cell(s: &str) -> String {
     if s.is_empty() {
         return "-".to_string();
     }
-    let clean: String = s
-        .chars()
-        .flat_map(|c| {
-            let escaped: Vec<char> = if c.is_control() {
-                c.escape_default().collect()
-            } else {
-                vec![c]
-            };
-            escaped
-        })
-        .collect();
+    let clean = crate::text::escape(s);
     if clean.chars().count() <= MAX_COLUMN {
-        return clean;
+        return clean.into_owned();
     }
     let mut cut: String = clean.chars().take(MAX_COLUMN - 1).collect();
     cut.push('…');
@@ -321,20 +315,23 @@ fn write_csv(records: impl Iterator<Item = Value>, out: &mut dyn Write) -> io::R
             scalar(backend.get("path")),
             scalar(backend.get("version")),
         ];
-        write_csv_row(out, fields.iter().map(String::as_str))?;
+        write_csv_row(out, fields.iter().map(|f| crate::text::escape(f)))?;
         n += 1;
     }
     Ok(n)
 }
 
 /// One CSV row, CRLF-terminated as RFC 4180 asks.
-fn write_csv_row<'a>(out: &mut dyn Write, fields: impl Iterator<Item = &'a str>) -> io::Result<()> {
+fn write_csv_row<S: AsRef<str>>(
+    out: &mut dyn Write,
+    fields: impl Iterator<Item = S>,
+) -> io::Result<()> {
     let mut line = String::new();
     for (i, f) in fields.enumerate() {
         if i > 0 {
             line.push(',');
         }
-        line.push_str(&csv_field(f));
+        line.push_str(&csv_field(f.as_ref()));
     }
     line.push_str("\r\n");
     out.write_all(line.as_bytes())
@@ -518,7 +515,26 @@ mod tests {
         let cell = table_cell(&long);
         assert_eq!(cell.chars().count(), MAX_COLUMN);
         assert!(cell.ends_with('…'));
-        assert_eq!(table_cell("a\u{1b}[2Jb"), "a\\u{1b}[2Jb");
+        assert_eq!(table_cell("a\u{1b}[2Jb"), "a\\x1b[2Jb");
+        assert_eq!(table_cell("/opt/x\n\u{9b}31m"), "/opt/x\\n\\u{9b}31m");
+    }
+
+    #[test]
+    fn csv_escapes_control_characters_one_record_one_line() {
+        let mut rec = record(0, "2026-11-27T10:00:00.000000Z", Some("a"), "allow");
+        rec["peer"]["exe"] = json!("/opt/x\n\u{1b}[31mFAKE LINE");
+        let (_, csv) = run(vec![rec], &Filter::default(), Format::Csv);
+        assert_eq!(csv.split("\r\n").count(), 3, "{csv}");
+        assert!(csv.contains(",/opt/x\\n\\x1b[31mFAKE LINE,"), "{csv}");
+    }
+
+    #[test]
+    fn jsonl_escapes_what_serde_json_leaves_raw() {
+        let mut rec = record(0, "2026-11-27T10:00:00.000000Z", Some("a"), "allow");
+        rec["peer"]["exe"] = json!("/opt/\u{9b}2J\u{7f}");
+        let (_, text) = run(vec![rec.clone()], &Filter::default(), Format::Jsonl);
+        assert!(text.contains("/opt/\\u009b2J\\u007f"), "{text}");
+        assert_eq!(serde_json::from_str::<Value>(text.trim_end()).unwrap(), rec);
     }
 
     #[test]

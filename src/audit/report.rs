@@ -650,10 +650,11 @@ pub(crate) fn plural(n: usize) -> &'static str {
     }
 }
 
-/// HTML-escapes text for element content and quoted attribute values.
+/// HTML-escapes text for element content and quoted attribute values,
+/// control characters shown as escapes ([`crate::text::escape`]).
 pub(crate) fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
+    for c in crate::text::escape(s).chars() {
         match c {
             '&' => out.push_str("&amp;"),
             '<' => out.push_str("&lt;"),
@@ -901,5 +902,13 @@ mod tests {
     #[test]
     fn esc_covers_the_five_characters() {
         assert_eq!(esc("&<>\"'x"), "&amp;&lt;&gt;&quot;&#39;x");
+    }
+
+    #[test]
+    fn esc_shows_control_characters_as_escapes() {
+        assert_eq!(
+            esc("/opt/x\n\u{1b}[31m<b>\u{9b}"),
+            "/opt/x\\n\\x1b[31m&lt;b&gt;\\u{9b}"
+        );
     }
 }

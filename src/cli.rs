@@ -139,8 +139,14 @@ pub enum AuditCommand {
     },
     /// Filter records.
     Query {
+        /// A verified bot; never matches refused handshakes or
+        /// unauthenticated requests
         #[arg(long)]
         bot: Option<String>,
+        /// The name an unverified certificate claimed (refused handshakes
+        /// and unauthenticated requests only)
+        #[arg(long)]
+        claimed_bot: Option<String>,
         #[arg(long)]
         secret: Option<String>,
         /// allow, deny or error
@@ -872,6 +878,7 @@ fn audit(command: AuditCommand) -> ExitCode {
         AuditCommand::Verify { keys, files } => audit_verify(&keys, files),
         AuditCommand::Query {
             bot,
+            claimed_bot,
             secret,
             decision,
             kind,
@@ -882,6 +889,7 @@ fn audit(command: AuditCommand) -> ExitCode {
         } => {
             let filter = crate::audit::query::Filter {
                 bot,
+                claimed_bot,
                 secret,
                 decision,
                 kind,

@@ -760,20 +760,25 @@ fn signing_material(c: &Audit) -> String {
     }
 }
 
-/// Re-chains lines from `from` on after `edit`, as an intruder with stolen
-/// keys would: prev and hash recomputed, MACs with `mac`, and every
-/// checkpoint made to cover the record before it and signed with `signer`
-/// over the message the verifier checks.
-fn resign(
-    lines: &mut [String],
-    from: usize,
-    mut prev: Option<String>,
+/// Rewrites the record with request id `id` in the log at `path` with
+/// `edit`, and re-chains everything after it as an intruder with stolen keys
+/// would: prev and hash recomputed, MACs with `mac`, and every checkpoint
+/// made to cover the record before it and signed with `signer` over the
+/// message the verifier checks.
+fn forge(
+    path: &Path,
+    id: &str,
     mac: &EpochKey,
     signer: &ring::signature::Ed25519KeyPair,
     edit: impl Fn(&mut serde_json::Value),
 ) {
     use ring::signature::KeyPair;
     let public = botward::identity::hex(signer.public_key().as_ref());
+    let mut lines = lines(path);
+    let needle = format!(r#""id":"{id}""#);
+    let from = lines.iter().position(|x| x.contains(&needle)).unwrap();
+    let before: serde_json::Value = serde_json::from_str(&lines[from - 1]).unwrap();
+    let mut prev = before["hash"].as_str().map(str::to_owned);
     for line in lines.iter_mut().skip(from) {
         let (canonical, _, _) = chain::split_line(line.as_bytes()).unwrap();
         let mut v: serde_json::Value = serde_json::from_slice(&canonical).unwrap();
@@ -804,6 +809,7 @@ fn resign(
         *line = String::from_utf8(body).unwrap();
         prev = Some(botward::identity::hex(&h));
     }
+    write_lines(path, &lines);
 }
 
 fn seq_of(line: &str) -> u64 {
@@ -856,21 +862,12 @@ fn a_log_re_signed_with_the_stolen_current_key_is_caught_with_the_first_public_k
     );
 
     // Rewrite record 3 (epoch 0), re-chain and re-sign all that follows.
-    let mut l = pristine.clone();
-    let prev: serde_json::Value = serde_json::from_str(&l[2]).unwrap();
-    resign(
-        &mut l,
-        3,
-        prev["hash"].as_str().map(str::to_owned),
-        &mac,
-        &signer,
-        |v| {
-            if v["seq"] == 3 {
-                v["bot"] = "someone-else".into();
-            }
-        },
-    );
-    write_lines(&c.path, &l);
+    forge(&c.path, "run0-3", &mac, &signer, |v| {
+        if v["id"] == "run0-3" {
+            v["bot"] = "someone-else".into();
+        }
+    });
+    let l = lines(&c.path);
     let first_bad = l
         .iter()
         .find(|x| x.contains(r#""kind":"checkpoint""#) && seq_of(x) > 3)
@@ -885,22 +882,12 @@ fn a_log_re_signed_with_the_stolen_current_key_is_caught_with_the_first_public_k
 
     // A rewrite within the stolen epoch itself is signed and MACed with
     // the keys of that epoch: only the anchors kept off the host tell.
-    let mut l = pristine.clone();
-    let from = l.iter().position(|x| x.contains("\"run2-4\"")).unwrap();
-    let prev: serde_json::Value = serde_json::from_str(&l[from - 1]).unwrap();
-    resign(
-        &mut l,
-        from,
-        prev["hash"].as_str().map(str::to_owned),
-        &mac,
-        &signer,
-        |v| {
-            if v["id"] == "run2-4" {
-                v["bot"] = "someone-else".into();
-            }
-        },
-    );
-    write_lines(&c.path, &l);
+    write_lines(&c.path, &pristine);
+    forge(&c.path, "run2-4", &mac, &signer, |v| {
+        if v["id"] == "run2-4" {
+            v["bot"] = "someone-else".into();
+        }
+    });
     let (code, out) = first_public_key(&[]);
     assert_eq!(code, 0, "{out}");
     let (code, out) = first_public_key(&[&anchors]);
@@ -969,22 +956,11 @@ fn a_log_and_key_state_from_before_signing_keys_ratcheted_verify_and_upgrade() {
 
     // The key state stolen now cannot re-sign the records before it.
     let (mac, signer) = steal_keys(&c);
-    let mut l = lines(&c.path);
-    let at = l.iter().position(|x| x.contains("\"upgraded-2\"")).unwrap();
-    let prev: serde_json::Value = serde_json::from_str(&l[at - 1]).unwrap();
-    resign(
-        &mut l,
-        at,
-        prev["hash"].as_str().map(str::to_owned),
-        &mac,
-        &signer,
-        |v| {
-            if v["id"] == "upgraded-2" {
-                v["decision"] = "allow".into();
-            }
-        },
-    );
-    write_lines(&c.path, &l);
+    forge(&c.path, "upgraded-2", &mac, &signer, |v| {
+        if v["id"] == "upgraded-2" {
+            v["decision"] = "allow".into();
+        }
+    });
     let (code, out) = verify_cli([
         PathBuf::from("--public-key"),
         kf.public.clone(),

@@ -128,11 +128,17 @@ pub struct ConnArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum AuditCommand {
-    /// Check the chain, MACs and checkpoint signatures. Exit 0: intact and
-    /// sealed; 1: tampered; 2: intact but the tail is unsealed.
+    /// Check the chain, MACs and checkpoint signatures, and against anchors
+    /// kept off the host. Exit 0: intact and sealed; 1: tampered; 2: intact
+    /// but the tail is unsealed.
     Verify {
         #[command(flatten)]
         keys: AuditKeyArgs,
+        /// Records kept off the host (the syslog sink's copies, or lines of
+        /// checkpoint records): the log must still hold each of them, as it
+        /// is. Repeat for several files.
+        #[arg(long = "anchor", value_name = "FILE")]
+        anchors: Vec<PathBuf>,
         /// Log files, current and rotated, in any order; default: the
         /// config's log and its rotated files.
         files: Vec<PathBuf>,
@@ -184,7 +190,8 @@ pub struct AuditKeyArgs {
     /// from a botward config.
     #[arg(long, conflicts_with_all = ["public_key", "seed"])]
     pub config: Option<PathBuf>,
-    /// The checkpoint public key (hex), `<log>.pub` beside the log.
+    /// The chain's first public key (hex), `<log>.pub`; the keys of later
+    /// epochs are the ones the checkpoints name.
     #[arg(long)]
     pub public_key: Option<PathBuf>,
     /// The chain seed (hex), `<log>.seed`, to check every record's MAC.
@@ -875,7 +882,11 @@ fn analyze(train_days: u32, tz: Option<&str>, format: &str, files: &[PathBuf]) -
 
 fn audit(command: AuditCommand) -> ExitCode {
     match command {
-        AuditCommand::Verify { keys, files } => audit_verify(&keys, files),
+        AuditCommand::Verify {
+            keys,
+            anchors,
+            files,
+        } => audit_verify(&keys, &anchors, files),
         AuditCommand::Query {
             bot,
             claimed_bot,
@@ -1050,12 +1061,12 @@ fn audit_inputs(
     Ok((files, keys))
 }
 
-fn audit_verify(args: &AuditKeyArgs, files: Vec<PathBuf>) -> ExitCode {
-    use crate::audit::verify::{self, Outcome};
-    let (files, keys) = match audit_inputs(args, files) {
+fn audit_verify(args: &AuditKeyArgs, anchors: &[PathBuf], files: Vec<PathBuf>) -> ExitCode {
+    use crate::audit::verify::{self, printable, Outcome};
+    let (files, mut keys) = match audit_inputs(args, files) {
         Ok(x) => x,
         Err(e) => {
-            eprintln!("botward: {e}");
+            eprintln!("botward: {}", printable(&e));
             return ExitCode::from(EX_USAGE);
         }
     };
@@ -1063,11 +1074,18 @@ fn audit_verify(args: &AuditKeyArgs, files: Vec<PathBuf>) -> ExitCode {
         eprintln!("botward: give --public-key, --seed or --config: without a key the chain proves nothing");
         return ExitCode::from(EX_USAGE);
     }
+    keys.anchors = match verify::Anchors::read(anchors) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("botward: {}", printable(&e));
+            return ExitCode::from(EX_USAGE);
+        }
+    };
     let started = std::time::Instant::now();
     let report = match verify::verify(&files, &keys) {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("botward: {e}");
+            eprintln!("botward: {}", printable(&e.to_string()));
             return ExitCode::from(EX_USAGE);
         }
     };
@@ -1087,11 +1105,8 @@ fn audit_verify(args: &AuditKeyArgs, files: Vec<PathBuf>) -> ExitCode {
         report.checkpoints,
         started.elapsed().as_secs_f64()
     );
-    match report.outcome {
-        Outcome::Sealed => {
-            println!("intact and sealed: {summary}");
-            ExitCode::SUCCESS
-        }
+    let (verdict, code) = match &report.outcome {
+        Outcome::Sealed => (format!("intact and sealed: {summary}"), ExitCode::SUCCESS),
         Outcome::Unsealed {
             after_checkpoint,
             unsealed,
@@ -1099,8 +1114,16 @@ fn audit_verify(args: &AuditKeyArgs, files: Vec<PathBuf>) -> ExitCode {
             let since = after_checkpoint.map_or("the start".to_string(), |c| {
                 format!("the checkpoint at seq {c}")
             });
-            println!("intact, but {unsealed} record(s) after {since} are not sealed (a live log, a crash or a truncation): {summary}");
-            ExitCode::from(2)
+            let what = match (unsealed, after_checkpoint) {
+                (0, Some(c)) => {
+                    format!("the last record is the checkpoint at seq {c}, not a final seal")
+                }
+                _ => format!("{unsealed} record(s) after {since} are not sealed"),
+            };
+            (
+                format!("intact, but {what} (a live log, a crash or a truncation): {summary}"),
+                ExitCode::from(2),
+            )
         }
         Outcome::Tampered {
             file,
@@ -1111,12 +1134,20 @@ fn audit_verify(args: &AuditKeyArgs, files: Vec<PathBuf>) -> ExitCode {
         } => {
             let seq = seq.map_or("?".into(), |s| s.to_string());
             println!(
-                "TAMPERED: {}:{line} seq {seq}: {damage}: {detail}",
-                file.display()
+                "{}",
+                printable(&format!(
+                    "TAMPERED: {}:{line} seq {seq}: {damage}: {detail}",
+                    file.display()
+                ))
             );
-            ExitCode::FAILURE
+            return ExitCode::FAILURE;
         }
+    };
+    println!("{}", printable(&verdict));
+    for line in report.coverage() {
+        println!("  {}", printable(&line));
     }
+    code
 }
 
 async fn dev(dir: PathBuf, port: u16, keep: bool) -> ExitCode {

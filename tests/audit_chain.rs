@@ -517,3 +517,565 @@ fn a_removed_log_with_its_key_state_left_refuses_to_start() {
     let err = AuditLog::open(&c).err().expect("must refuse");
     assert!(err.to_string().contains("is gone"), "{err}");
 }
+
+// === Truncation and re-signing, caught without on-host state ===
+
+/// The botward binary under test: this build's, or `BOTWARD_BIN` (an older
+/// build, to show a test fails there).
+fn botward_bin() -> PathBuf {
+    std::env::var_os("BOTWARD_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_botward")))
+}
+
+/// Runs `botward audit verify ARGS`: the exit code, and stdout then stderr.
+fn verify_cli<S: AsRef<std::ffi::OsStr>>(args: impl IntoIterator<Item = S>) -> (i32, String) {
+    let out = std::process::Command::new(botward_bin())
+        .args(["audit", "verify"])
+        .args(args)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !text.chars().any(|c| c.is_control() && c != '\n'),
+        "raw control characters in the output: {text:?}"
+    );
+    (out.status.code().unwrap(), text)
+}
+
+/// `--public-key P --seed S` of a log, as arguments.
+fn key_args(c: &Audit) -> Vec<PathBuf> {
+    let kf = botward::audit::writer_key_files(c);
+    vec!["--public-key".into(), kf.public, "--seed".into(), kf.seed]
+}
+
+fn checkpoint_lines(p: &Path) -> Vec<String> {
+    lines(p)
+        .into_iter()
+        .filter(|l| l.contains(r#""kind":"checkpoint""#))
+        .collect()
+}
+
+/// A collector on loopback that keeps the raw bytes of one connection, as
+/// the syslog sink sent them (RFC 6587 octet counting).
+fn capture_syslog() -> (String, std::thread::JoinHandle<Vec<u8>>) {
+    use std::io::Read;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let capture = std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        let mut raw = Vec::new();
+        conn.read_to_end(&mut raw).unwrap();
+        raw
+    });
+    (address, capture)
+}
+
+#[test]
+fn a_log_cut_back_to_an_earlier_checkpoint_is_caught_by_anchors_kept_off_the_host() {
+    let dir = tmp("anchor-cut");
+    let (address, capture) = capture_syslog();
+    let c = Audit {
+        syslog: Some(botward::config::Syslog {
+            address,
+            all_records: false,
+        }),
+        ..cfg(&dir, 0)
+    };
+    let log = AuditLog::open(&c).unwrap();
+    write_records(&log, 130, "live");
+    // The live log, as an auditor copies it off the running host.
+    let live = dir.join("live.jsonl");
+    std::fs::copy(&c.path, &live).unwrap();
+    log.close();
+    let raw = capture.join().unwrap();
+    let checkpoints = checkpoint_lines(&live);
+    assert_eq!(checkpoints.len(), 3, "checkpoints at seq 40, 81 and 122");
+
+    // Anchors in the forms they leave the host in: the checkpoint lines
+    // themselves, the syslog stream as sent, one syslog message per line as
+    // a collector stores it, and a traditional syslog file line.
+    let plain = dir.join("anchors.jsonl");
+    write_lines(&plain, &checkpoints);
+    let stream = dir.join("syslog.raw");
+    std::fs::write(&stream, &raw).unwrap();
+    let mut messages = Vec::new();
+    let mut rest = &raw[..];
+    while !rest.is_empty() {
+        let sp = rest.iter().position(|b| *b == b' ').unwrap();
+        let len: usize = std::str::from_utf8(&rest[..sp]).unwrap().parse().unwrap();
+        messages.push(String::from_utf8(rest[sp + 1..sp + 1 + len].to_vec()).unwrap());
+        rest = &rest[sp + 1 + len..];
+    }
+    assert_eq!(messages.len(), 4, "three checkpoints and the final seal");
+    assert!(messages[0].starts_with("<109>1 "), "{}", messages[0]);
+    let per_line = dir.join("collector.log");
+    write_lines(&per_line, &messages);
+    let traditional = dir.join("messages");
+    write_lines(
+        &traditional,
+        &[format!(
+            "Dec  1 19:24:06 bot-host-01 botward[812]: {}",
+            checkpoints[2]
+        )],
+    );
+
+    // Cut back to the checkpoint at seq 81: `head -n 82`.
+    let cut = dir.join("cut.jsonl");
+    write_lines(&cut, &lines(&live)[..82]);
+    let args = |log: &Path, anchors: &[&Path]| {
+        let mut a: Vec<PathBuf> = key_args(&c);
+        for f in anchors {
+            a.push("--anchor".into());
+            a.push(f.to_path_buf());
+        }
+        a.push(log.to_path_buf());
+        a
+    };
+
+    // Without anchors, the cut log looks exactly like the live one, and the
+    // output says what could not be checked.
+    for log in [&live, &cut] {
+        let (code, out) = verify_cli(args(log, &[]));
+        assert_eq!(code, 2, "{out}");
+        assert!(out.contains("truncation: not checked"), "{out}");
+        assert!(
+            out.contains("hashes and MACs: checked with the seed"),
+            "{out}"
+        );
+        assert!(
+            out.contains("signatures: checked up to the checkpoint"),
+            "{out}"
+        );
+    }
+    // With anchors, the cut is tampering, named with the anchor.
+    for anchors in [
+        vec![plain.as_path()],
+        vec![stream.as_path()],
+        vec![per_line.as_path()],
+        vec![traditional.as_path()],
+    ] {
+        let (code, out) = verify_cli(args(&cut, &anchors));
+        assert_eq!(code, 1, "{anchors:?}: {out}");
+        assert!(
+            out.starts_with("TAMPERED") && out.contains("deleted") && out.contains("cut back"),
+            "{out}"
+        );
+        assert!(out.contains(&*anchors[0].to_string_lossy()), "{out}");
+        assert!(out.contains("seq 81"), "{out}");
+    }
+    // The live log holds every anchor taken while it ran.
+    let (code, out) = verify_cli(args(&live, &[&plain]));
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains("truncation: checked against 3 anchor(s)")
+            && out.contains("latest at seq 122"),
+        "{out}"
+    );
+    // Another chain's checkpoints and other hosts' records in the same
+    // collector file are set aside, by first public key and by host.
+    let other_chain =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/audit-909baa2/audit.jsonl");
+    let (code, out) = verify_cli(args(&live, &[&plain, &other_chain]));
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains("checked against 3 anchor(s)")
+            && out.contains("6 checkpoint(s) of other chains set aside")
+            && out.contains("40 anchor(s) of other hosts set aside"),
+        "{out}"
+    );
+    assert_eq!(verify_cli(args(&cut, &[&other_chain, &plain])).0, 1);
+    let (code, out) = verify_cli(args(&cut, &[&other_chain]));
+    assert_eq!(code, 64, "{out}");
+    assert!(
+        out.contains("none of the 46 anchors can be checked"),
+        "{out}"
+    );
+
+    // The sealed log, against everything the sink shipped, copies counted once.
+    let (code, out) = verify_cli(args(&c.path, &[&stream, &per_line, &plain]));
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("checked against 4 anchor(s) kept off the host, from 3 file(s)"),
+        "{out}"
+    );
+
+    // An anchor file that holds anything but records is refused, not skipped.
+    let junk = dir.join("junk.log");
+    write_lines(
+        &junk,
+        &[
+            checkpoints[0].clone(),
+            "Dec  1 19:24:06 h sshd[1]: Accepted".into(),
+        ],
+    );
+    let (code, out) = verify_cli(args(&cut, &[&junk]));
+    assert_eq!(code, 64, "{out}");
+    assert!(out.contains(&format!("{}:2", junk.display())), "{out}");
+    // So is an anchor changed on its way.
+    let edited = dir.join("edited.jsonl");
+    write_lines(
+        &edited,
+        &[checkpoints[2].replacen("\"reason\":\"count\"", "\"reason\":\"other\"", 1)],
+    );
+    let (code, out) = verify_cli(args(&cut, &[&edited]));
+    assert_eq!(code, 64, "{out}");
+    assert!(out.contains("does not match its hash"), "{out}");
+}
+
+/// What an intruder finds on the host: the current MAC key and the current
+/// signing key, whatever files hold them.
+fn steal_keys(c: &Audit) -> (EpochKey, ring::signature::Ed25519KeyPair) {
+    let kf = botward::audit::writer_key_files(c);
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&kf.state).unwrap()).unwrap();
+    let mac = EpochKey::from_raw(
+        state["epoch"].as_u64().unwrap(),
+        &chain::unhex32(state["key"].as_str().unwrap()).unwrap(),
+    );
+    let signer = match state["sign"].as_str() {
+        Some(seed) => {
+            ring::signature::Ed25519KeyPair::from_seed_unchecked(&chain::unhex(seed).unwrap())
+                .unwrap()
+        }
+        None => {
+            ring::signature::Ed25519KeyPair::from_pkcs8(&std::fs::read(&kf.sign).unwrap()).unwrap()
+        }
+    };
+    (mac, signer)
+}
+
+/// The signing material on the host, as hex: to see it change.
+fn signing_material(c: &Audit) -> String {
+    let kf = botward::audit::writer_key_files(c);
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&kf.state).unwrap()).unwrap();
+    match state["sign"].as_str() {
+        Some(s) => s.to_owned(),
+        None => botward::identity::hex(&std::fs::read(&kf.sign).unwrap()),
+    }
+}
+
+/// Rewrites the record with request id `id` in the log at `path` with
+/// `edit`, and re-chains everything after it as an intruder with stolen keys
+/// would: prev and hash recomputed, MACs with `mac`, and every checkpoint
+/// made to cover the record before it and signed with `signer` over the
+/// message the verifier checks.
+fn forge(
+    path: &Path,
+    id: &str,
+    mac: &EpochKey,
+    signer: &ring::signature::Ed25519KeyPair,
+    edit: impl Fn(&mut serde_json::Value),
+) {
+    use ring::signature::KeyPair;
+    let public = botward::identity::hex(signer.public_key().as_ref());
+    let mut lines = lines(path);
+    let needle = format!(r#""id":"{id}""#);
+    let from = lines.iter().position(|x| x.contains(&needle)).unwrap();
+    let before: serde_json::Value = serde_json::from_str(&lines[from - 1]).unwrap();
+    let mut prev = before["hash"].as_str().map(str::to_owned);
+    for line in lines.iter_mut().skip(from) {
+        let (canonical, _, _) = chain::split_line(line.as_bytes()).unwrap();
+        let mut v: serde_json::Value = serde_json::from_slice(&canonical).unwrap();
+        edit(&mut v);
+        if v["kind"] == "checkpoint" {
+            let seq = v["seq"].as_u64().unwrap();
+            let epoch = v["epoch"].as_u64().unwrap();
+            let covers = prev.clone().unwrap();
+            let d = &mut v["detail"];
+            d["covers_seq"] = (seq - 1).into();
+            d["covers_hash"] = covers.clone().into();
+            d["public_key"] = public.clone().into();
+            let msg = match d["next_public_key"].as_str() {
+                Some(next) => {
+                    format!(
+                        "botward-audit-checkpoint-next\n{}\n{covers}\n{epoch}\n{next}",
+                        seq - 1
+                    )
+                }
+                None => format!("botward-audit-checkpoint\n{}\n{covers}\n{epoch}", seq - 1),
+            };
+            d["signature"] = botward::identity::hex(signer.sign(msg.as_bytes()).as_ref()).into();
+        }
+        v["prev"] = prev.clone().into();
+        let mut body = serde_json::to_vec(&v).unwrap();
+        let h = chain::seal_line(&mut body, mac);
+        body.pop();
+        *line = String::from_utf8(body).unwrap();
+        prev = Some(botward::identity::hex(&h));
+    }
+    write_lines(path, &lines);
+}
+
+fn seq_of(line: &str) -> u64 {
+    serde_json::from_str::<serde_json::Value>(line).unwrap()["seq"]
+        .as_u64()
+        .unwrap()
+}
+
+#[test]
+fn a_log_re_signed_with_the_stolen_current_key_is_caught_with_the_first_public_key_alone() {
+    let dir = tmp("stolen-sign");
+    let c = cfg(&dir, 0);
+    let kf = botward::audit::writer_key_files(&c);
+    let mut material = Vec::new();
+    for run in 0..2 {
+        let log = AuditLog::open(&c).unwrap();
+        write_records(&log, 50, &format!("run{run}"));
+        log.close();
+        material.push(signing_material(&c));
+    }
+    // The signing key moved on, and the old one is gone from the host.
+    assert_ne!(material[0], material[1], "the signing key did not ratchet");
+    for f in std::fs::read_dir(kf.state.parent().unwrap()).unwrap() {
+        let bytes = std::fs::read(f.unwrap().path()).unwrap();
+        assert!(!String::from_utf8_lossy(&bytes).contains(&material[0]));
+    }
+    // Third run: the intruder takes everything on the host now.
+    let log = AuditLog::open(&c).unwrap();
+    write_records(&log, 10, "run2");
+    let (mac, signer) = steal_keys(&c);
+    log.close();
+    assert!(mac.epoch >= 2, "epoch {}", mac.epoch);
+    let pristine = lines(&c.path);
+    let anchors = dir.join("anchors.jsonl");
+    write_lines(&anchors, &checkpoint_lines(&c.path));
+    let first_public_key = |extra: &[&Path]| {
+        let mut a = vec![PathBuf::from("--public-key"), kf.public.clone()];
+        for f in extra {
+            a.push("--anchor".into());
+            a.push(f.to_path_buf());
+        }
+        a.push(c.path.clone());
+        verify_cli(a)
+    };
+    let (code, out) = first_public_key(&[]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("walked from the first public key through every epoch"),
+        "{out}"
+    );
+
+    // Rewrite record 3 (epoch 0), re-chain and re-sign all that follows.
+    forge(&c.path, "run0-3", &mac, &signer, |v| {
+        if v["id"] == "run0-3" {
+            v["bot"] = "someone-else".into();
+        }
+    });
+    let l = lines(&c.path);
+    let first_bad = l
+        .iter()
+        .find(|x| x.contains(r#""kind":"checkpoint""#) && seq_of(x) > 3)
+        .map(|x| seq_of(x))
+        .unwrap();
+    let (code, out) = first_public_key(&[]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.starts_with("TAMPERED") && out.contains(&format!("seq {first_bad}: bad signature")),
+        "{out}"
+    );
+
+    // A rewrite within the stolen epoch itself is signed and MACed with
+    // the keys of that epoch: only the anchors kept off the host tell.
+    write_lines(&c.path, &pristine);
+    forge(&c.path, "run2-4", &mac, &signer, |v| {
+        if v["id"] == "run2-4" {
+            v["bot"] = "someone-else".into();
+        }
+    });
+    let (code, out) = first_public_key(&[]);
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = first_public_key(&[&anchors]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("differs from anchor") && out.contains(&*anchors.to_string_lossy()),
+        "{out}"
+    );
+}
+
+/// Copies the log, key state and keys an older botward (909baa2) wrote:
+/// two runs, a fixed signing key in `<log>.sign`.
+fn old_log(name: &str) -> (PathBuf, Audit) {
+    let dir = tmp(name);
+    let fixture = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/audit-909baa2");
+    std::fs::create_dir_all(dir.join("state")).unwrap();
+    std::fs::copy(fixture.join("audit.jsonl"), dir.join("audit.jsonl")).unwrap();
+    for f in ["key", "pub", "seed", "sign"] {
+        let name = format!("audit.jsonl.{f}");
+        std::fs::copy(
+            fixture.join("state").join(&name),
+            dir.join("state").join(&name),
+        )
+        .unwrap();
+    }
+    let c = Audit {
+        checkpoint_every: 8,
+        ..cfg(&dir, 0)
+    };
+    (dir, c)
+}
+
+#[test]
+fn a_log_and_key_state_from_before_signing_keys_ratcheted_verify_and_upgrade() {
+    let (_dir, c) = old_log("old-state");
+    let kf = botward::audit::writer_key_files(&c);
+    let old_key = std::fs::read_to_string(&kf.public).unwrap();
+    let mut args = key_args(&c);
+    args.push(c.path.clone());
+    // The old log verifies as it is, and says its key did not ratchet.
+    let (code, out) = verify_cli(&args);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("the signing key did not ratchet"), "{out}");
+
+    // The first start hands over from the fixed key and removes it.
+    let log = AuditLog::open(&c).unwrap();
+    assert!(
+        !kf.sign.exists(),
+        "the fixed signing key is still on the host"
+    );
+    write_records(&log, 20, "upgraded");
+    log.close();
+    assert_eq!(std::fs::read_to_string(&kf.public).unwrap(), old_key);
+    let (code, out) = verify_cli(&args);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("the signing key was fixed up to epoch 1")
+            && out.contains("ratchets from epoch 1 on"),
+        "{out}"
+    );
+    // A restart goes on ratcheting.
+    let log = AuditLog::open(&c).unwrap();
+    write_records(&log, 3, "again");
+    log.close();
+    assert_eq!(verify_cli(&args).0, 0);
+
+    // The key state stolen now cannot re-sign the records before it.
+    let (mac, signer) = steal_keys(&c);
+    forge(&c.path, "upgraded-2", &mac, &signer, |v| {
+        if v["id"] == "upgraded-2" {
+            v["decision"] = "allow".into();
+        }
+    });
+    let (code, out) = verify_cli([
+        PathBuf::from("--public-key"),
+        kf.public.clone(),
+        c.path.clone(),
+    ]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("bad signature"), "{out}");
+}
+
+/// Waits (up to 30 s) until the log holds a checkpoint with `reason`
+/// after line `after`.
+fn wait_for_checkpoint(c: &Audit, after: usize, reason: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let needle = format!(r#""reason":"{reason}""#);
+    while !lines(&c.path)
+        .iter()
+        .skip(after)
+        .any(|l| l.contains(r#""kind":"checkpoint""#) && l.contains(&needle))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no {reason} checkpoint"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn ratchets_by_time_seal_each_epoch_and_verify_with_the_first_public_key() {
+    let dir = tmp("ratchet-time");
+    let c = Audit {
+        ratchet_interval: Duration::ZERO,
+        ..cfg(&dir, 0)
+    };
+    let log = AuditLog::open(&c).unwrap();
+    for round in 0..3 {
+        let before = lines(&c.path).len();
+        write_records(&log, 3, &format!("round{round}"));
+        // The next tick ratchets: it seals the epoch first.
+        wait_for_checkpoint(&c, before, "ratchet");
+    }
+    log.close();
+    let records: Vec<serde_json::Value> = lines(&c.path)
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    // Each epoch's last record is a checkpoint naming the next key.
+    for w in records.windows(2) {
+        if w[1]["epoch"] != w[0]["epoch"] {
+            assert_eq!(w[0]["kind"], "checkpoint", "{}", w[0]);
+            assert!(w[0]["detail"]["next_public_key"].is_string());
+        }
+    }
+    assert!(records.last().unwrap()["epoch"].as_u64().unwrap() >= 3);
+    let kf = botward::audit::writer_key_files(&c);
+    let (code, out) = verify_cli([PathBuf::from("--public-key"), kf.public, c.path.clone()]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("through every epoch"), "{out}");
+}
+
+#[test]
+fn a_crash_mid_epoch_is_sealed_with_that_epochs_key_at_the_next_start() {
+    let dir = tmp("crash-epoch");
+    let c = cfg(&dir, 0);
+    let kf = botward::audit::writer_key_files(&c);
+    let log = AuditLog::open(&c).unwrap();
+    write_records(&log, 10, "a");
+    log.close();
+    let log = AuditLog::open(&c).unwrap();
+    write_records(&log, 7, "b");
+    // What the disk holds if the host dies now: records not yet sealed,
+    // and the key state of this epoch.
+    let crashed_log = std::fs::read(&c.path).unwrap();
+    let crashed_state = std::fs::read(&kf.state).unwrap();
+    log.close();
+    std::fs::write(&c.path, &crashed_log).unwrap();
+    std::fs::write(&kf.state, &crashed_state).unwrap();
+    let mut args = key_args(&c);
+    args.push(c.path.clone());
+    assert_eq!(verify_cli(&args).0, 2);
+
+    let log = AuditLog::open(&c).unwrap();
+    write_records(&log, 3, "c");
+    log.close();
+    let l = lines(&c.path);
+    let seal = l
+        .iter()
+        .position(|x| x.contains(r#""reason":"ratchet""#))
+        .unwrap();
+    assert!(l[seal - 1].contains("\"b-6\""), "{}", l[seal - 1]);
+    let (code, out) = verify_cli(&args);
+    assert_eq!(code, 0, "{out}");
+}
+
+#[test]
+fn an_upgrade_that_stops_before_saving_its_key_state_goes_on_at_the_next_start() {
+    let (_dir, c) = old_log("old-halfway");
+    let kf = botward::audit::writer_key_files(&c);
+    // The key state cannot be replaced: its temporary file's name is taken.
+    let mut tmp = kf.state.clone().into_os_string();
+    tmp.push(".tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    assert!(AuditLog::open(&c).is_err());
+    // The checkpoint that hands over from the fixed key was written; the key
+    // it names was never saved.
+    let last = lines(&c.path).pop().unwrap();
+    assert!(last.contains(r#""reason":"ratchet""#), "{last}");
+    std::fs::remove_dir(&tmp).unwrap();
+
+    let log = AuditLog::open(&c).unwrap();
+    write_records(&log, 5, "after");
+    log.close();
+    assert!(!kf.sign.exists());
+    let mut args = key_args(&c);
+    args.push(c.path.clone());
+    let (code, out) = verify_cli(&args);
+    assert_eq!(code, 0, "{out}");
+}

@@ -15,9 +15,34 @@
 //!   audit k0"), k(e+1) = HMAC(k(e), "ratchet"). The old key is dropped (and
 //!   its memory wiped) at each ratchet, so a key taken from the host later
 //!   cannot re-MAC records of earlier epochs.
-//! - `checkpoint` records carry an Ed25519 signature over
-//!   `botward-audit-checkpoint\n<seq>\n<hash>\n<epoch>` of the record before
-//!   them, so anyone with the public key can check the chain up to there.
+//! - `checkpoint` records carry an Ed25519 signature of the record before
+//!   them, by the signing key of their epoch, over
+//!   `botward-audit-checkpoint-next\n<seq>\n<hash>\n<epoch>\n<next public key>`:
+//!   each checkpoint names (and signs) the public key of the next epoch.
+//!
+//! ## The signing key ratchets too
+//!
+//! The signing key of epoch e+1 comes from a hash ratchet of the previous
+//! key's 32-byte Ed25519 seed: s(e+1) = HMAC(s(e), "botward audit sign
+//! ratchet"). The first seed s(0) is random and independent of the MAC seed,
+//! so the MAC seed (an auditor's) cannot sign. A derived key, rather than a
+//! fresh one per epoch, lets every checkpoint of an epoch name the same next
+//! key without the key state holding two keys; the ratchet is one-way, so
+//! s(e+1) does not give s(e). The writer seals each epoch with a checkpoint
+//! (which names the next public key) before it moves on, then wipes the old
+//! seed from memory and from the key state.
+//!
+//! The first public key goes off the host with the MAC seed. A verifier that
+//! holds only it walks the keys through the checkpoints: a checkpoint of
+//! epoch e must verify with the key the last checkpoint of epoch e-1 named.
+//! Whoever steals the key state at epoch N can sign for epoch N and later,
+//! never for an earlier one.
+//!
+//! Logs written before signing keys ratcheted hold checkpoints signed by one
+//! fixed key (a PKCS#8 file) over
+//! `botward-audit-checkpoint\n<seq>\n<hash>\n<epoch>`, naming no next key.
+//! Their first ratcheted checkpoint is signed by that fixed key and names a
+//! fresh random key; from there on the ratchet above applies.
 
 use ring::hmac;
 use ring::signature::{self, Ed25519KeyPair, KeyPair};
@@ -145,41 +170,131 @@ fn is_hex(s: &str) -> bool {
         .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
 }
 
-/// The message a checkpoint signs.
+/// The message a checkpoint signed by a fixed (not ratcheting) key signs.
 pub fn checkpoint_message(seq: u64, hash_hex: &str, epoch: u64) -> Vec<u8> {
     format!("botward-audit-checkpoint\n{seq}\n{hash_hex}\n{epoch}").into_bytes()
 }
 
-/// Signs checkpoints.
-pub struct Signer {
-    pair: Box<Ed25519KeyPair>,
+/// The message a checkpoint signs: the record before it, its epoch, and the
+/// public key of the next epoch.
+pub fn checkpoint_message_next(
+    seq: u64,
+    hash_hex: &str,
+    epoch: u64,
+    next_public_hex: &str,
+) -> Vec<u8> {
+    format!("botward-audit-checkpoint-next\n{seq}\n{hash_hex}\n{epoch}\n{next_public_hex}")
+        .into_bytes()
 }
 
-impl Signer {
-    /// Generates a key pair; returns the signer and its PKCS#8 bytes.
-    pub fn generate() -> Result<(Signer, Zeroizing<Vec<u8>>), String> {
-        let rng = ring::rand::SystemRandom::new();
-        let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng)
-            .map_err(|_| "cannot generate an Ed25519 key".to_string())?;
-        let pkcs8 = Zeroizing::new(pkcs8.as_ref().to_vec());
-        Ok((Signer::from_pkcs8(&pkcs8)?, pkcs8))
+/// One epoch's checkpoint signing key, and the public key of the next. The
+/// key pair lives in a heap block that the wiping allocator clears when it
+/// is dropped; the seeds are wiped on drop. No `Debug`: nothing here may be
+/// printed.
+pub struct EpochSigner {
+    pub epoch: u64,
+    pair: Box<Ed25519KeyPair>,
+    /// This epoch's seed; `None` for a fixed key from before signing keys
+    /// ratcheted, which exists only as PKCS#8.
+    seed: Option<Zeroizing<[u8; 32]>>,
+    /// The next epoch's seed: derived from `seed`, or random after a fixed
+    /// key.
+    next_seed: Zeroizing<[u8; 32]>,
+    next_public: String,
+}
+
+// === impl EpochSigner ===
+
+impl EpochSigner {
+    /// A new chain's first signing key, from a random seed.
+    pub fn generate() -> Result<EpochSigner, String> {
+        EpochSigner::from_seed(0, &*random_seed()?)
     }
 
-    pub fn from_pkcs8(pkcs8: &[u8]) -> Result<Signer, String> {
-        let pair = Ed25519KeyPair::from_pkcs8(pkcs8)
-            .map_err(|_| "not an Ed25519 PKCS#8 key".to_string())?;
-        Ok(Signer {
-            pair: Box::new(pair),
+    /// Restores epoch `epoch`'s key from its seed (the key state).
+    pub fn from_seed(epoch: u64, seed: &[u8; 32]) -> Result<EpochSigner, String> {
+        let next_seed = Zeroizing::new(tag_bytes(
+            &hmac::Key::new(hmac::HMAC_SHA256, seed),
+            b"botward audit sign ratchet",
+        ));
+        Ok(EpochSigner {
+            epoch,
+            pair: pair_from_seed(seed)?,
+            seed: Some(Zeroizing::new(*seed)),
+            next_public: public_hex_of(&*pair_from_seed(&next_seed)?),
+            next_seed,
         })
     }
 
-    pub fn public_hex(&self) -> String {
-        hex(self.pair.public_key().as_ref())
+    /// A fixed PKCS#8 key of a log from before signing keys ratcheted, at
+    /// `epoch`. The key it hands over to is random.
+    pub fn from_fixed_pkcs8(epoch: u64, pkcs8: &[u8]) -> Result<EpochSigner, String> {
+        let pair = Ed25519KeyPair::from_pkcs8(pkcs8)
+            .map_err(|_| "not an Ed25519 PKCS#8 key".to_string())?;
+        let next_seed = random_seed()?;
+        Ok(EpochSigner {
+            epoch,
+            pair: Box::new(pair),
+            seed: None,
+            next_public: public_hex_of(&*pair_from_seed(&next_seed)?),
+            next_seed,
+        })
     }
 
-    pub fn sign(&self, msg: &[u8]) -> String {
-        hex(self.pair.sign(msg).as_ref())
+    /// Whether this is a fixed key from before signing keys ratcheted.
+    pub fn is_fixed(&self) -> bool {
+        self.seed.is_none()
     }
+
+    /// This epoch's seed, to save as the key state; `None` for a fixed key.
+    pub fn seed(&self) -> Option<&[u8; 32]> {
+        self.seed.as_deref()
+    }
+
+    /// The next epoch's seed, to save as the key state before moving on.
+    pub fn next_seed(&self) -> &[u8; 32] {
+        &self.next_seed
+    }
+
+    /// The next epoch's key; this one is dropped (and wiped) when the caller
+    /// replaces it.
+    pub fn next(&self) -> Result<EpochSigner, String> {
+        EpochSigner::from_seed(self.epoch + 1, &self.next_seed)
+    }
+
+    pub fn public_hex(&self) -> String {
+        public_hex_of(&self.pair)
+    }
+
+    pub fn next_public_hex(&self) -> &str {
+        &self.next_public
+    }
+
+    /// Signs a checkpoint of the record `seq` with hash `hash_hex`: with the
+    /// next public key in the message.
+    pub fn sign_checkpoint(&self, seq: u64, hash_hex: &str) -> String {
+        let msg = checkpoint_message_next(seq, hash_hex, self.epoch, &self.next_public);
+        hex(self.pair.sign(&msg).as_ref())
+    }
+}
+
+fn pair_from_seed(seed: &[u8; 32]) -> Result<Box<Ed25519KeyPair>, String> {
+    Ed25519KeyPair::from_seed_unchecked(seed)
+        .map(Box::new)
+        .map_err(|_| "cannot derive an Ed25519 key".to_string())
+}
+
+fn public_hex_of(pair: &Ed25519KeyPair) -> String {
+    hex(pair.public_key().as_ref())
+}
+
+fn random_seed() -> Result<Zeroizing<[u8; 32]>, String> {
+    use ring::rand::SecureRandom;
+    let mut seed = Zeroizing::new([0u8; 32]);
+    ring::rand::SystemRandom::new()
+        .fill(seed.as_mut())
+        .map_err(|_| "no system randomness".to_string())?;
+    Ok(seed)
 }
 
 /// Checks a checkpoint signature with a public key.
@@ -244,17 +359,39 @@ mod tests {
 
     #[test]
     fn signatures_verify_only_for_the_signed_message() {
-        let (s, pkcs8) = Signer::generate().unwrap();
-        let again = Signer::from_pkcs8(&pkcs8).unwrap();
-        let msg = checkpoint_message(10, &"ab".repeat(32), 2);
-        let sig = s.sign(&msg);
-        let pk = unhex(&again.public_hex()).unwrap();
-        assert!(verify_signature(&pk, &msg, &sig));
+        let s = EpochSigner::generate().unwrap();
+        let sig = s.sign_checkpoint(10, &"ab".repeat(32));
+        let pk = unhex(&s.public_hex()).unwrap();
+        let msg = |seq| checkpoint_message_next(seq, &"ab".repeat(32), 0, s.next_public_hex());
+        assert!(verify_signature(&pk, &msg(10), &sig));
+        assert!(!verify_signature(&pk, &msg(11), &sig));
         assert!(!verify_signature(
             &pk,
-            &checkpoint_message(11, &"ab".repeat(32), 2),
+            &checkpoint_message(10, &"ab".repeat(32), 0),
             &sig
         ));
+    }
+
+    #[test]
+    fn the_signing_key_ratchets_deterministically_and_names_its_successor() {
+        let a = EpochSigner::generate().unwrap();
+        let again = EpochSigner::from_seed(0, a.seed().unwrap()).unwrap();
+        assert_eq!(a.public_hex(), again.public_hex());
+        let b = a.next().unwrap();
+        assert_eq!(b.epoch, 1);
+        assert_eq!(b.public_hex(), a.next_public_hex());
+        assert_ne!(b.public_hex(), a.public_hex());
+        assert_eq!(b.next().unwrap().public_hex(), b.next_public_hex());
+        // A fixed key hands over to a random one, which then ratchets.
+        let pkcs8 = Ed25519KeyPair::generate_pkcs8(&ring::rand::SystemRandom::new()).unwrap();
+        let f = EpochSigner::from_fixed_pkcs8(4, pkcs8.as_ref()).unwrap();
+        assert!(f.is_fixed() && f.seed().is_none());
+        let g = f.next().unwrap();
+        assert_eq!(
+            (g.epoch, g.public_hex()),
+            (5, f.next_public_hex().to_owned())
+        );
+        assert!(!g.is_fixed());
     }
 
     #[test]

@@ -1,26 +1,44 @@
-//! `botward audit verify`: checks the chain, the MACs (with the seed) and the
-//! checkpoint signatures (with the public key) across rotated files.
+//! `botward audit verify`: checks the chain, the MACs (with the seed), the
+//! checkpoint signatures (with the chain's first public key, walked through
+//! the keys each checkpoint names) and, against anchors kept off the host,
+//! that the log was neither cut back nor rewritten behind them; across
+//! rotated files. The [`Report`] says what each input could check and what
+//! it could not.
+
+mod anchor;
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+pub use self::anchor::{parse_message, read_messages, Anchor, Anchors, Malformed};
 use super::chain::{self, EpochKey};
 
 /// The largest epoch step a record may take.
 const MAX_EPOCH_JUMP: u64 = 1_000_000;
 
+/// The most distinct hosts remembered from a log, to match anchors.
+const MAX_HOSTS: usize = 256;
+/// The most characters of outside text shown in one message.
+const MAX_SHOWN: usize = 4096;
+
 /// What the verifier may check with.
 #[derive(Default)]
 pub struct Keys {
+    /// The public key of the log's first epoch: `<log>.pub` for a log that
+    /// starts at seq 0. Later epochs' keys are the ones the checkpoints name.
     pub public_key: Option<Vec<u8>>,
     pub seed: Option<zeroize::Zeroizing<[u8; 32]>>,
     /// The last record botward saved with its key state (seq, hash): a log
     /// that ends before it was cut.
     pub anchor: Option<(u64, String)>,
+    /// Records kept off the host: the log must hold each of its host's, as
+    /// they are.
+    pub anchors: Anchors,
     /// Where the log may start when older files were retired on purpose;
     /// otherwise it must start at seq 0.
     pub from_seq: Option<u64>,
@@ -64,11 +82,47 @@ pub struct Report {
     pub checkpoints: u64,
     pub macs_checked: bool,
     pub signatures_checked: bool,
+    pub signatures: Signatures,
+    pub anchors: AnchorCheck,
+}
+
+/// How far signatures vouch for the log.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Signatures {
+    /// The last checkpoint whose signature verified, and its epoch.
+    pub through: Option<(u64, u64)>,
+    /// The last epoch a checkpoint was signed by a key that did not ratchet
+    /// (a log written before signing keys ratcheted).
+    pub fixed_until_epoch: Option<u64>,
+    /// The first epoch whose checkpoints named the next epoch's key.
+    pub ratchets_from_epoch: Option<u64>,
+}
+
+/// What the anchors could check.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AnchorCheck {
+    /// Anchors given, copies counted once, and the files they came from.
+    pub given: usize,
+    pub files: usize,
+    /// Anchors the log was checked against.
+    pub checked: usize,
+    /// The latest of them, by seq.
+    pub latest: Option<u64>,
+    /// Checkpoints of other chains (another first public key), set aside.
+    pub other_chains: usize,
+    /// Records of other hosts, set aside.
+    pub other_hosts: usize,
+    /// Older than the log's first record (files retired on purpose).
+    pub before_start: usize,
+    /// The record the key state on this host names, when it was given.
+    pub key_state: Option<u64>,
 }
 
 #[derive(Deserialize)]
 struct Light<'a> {
     seq: u64,
+    #[serde(borrow)]
+    host: Option<Cow<'a, str>>,
     #[serde(borrow)]
     prev: Option<Cow<'a, str>>,
     epoch: Option<u64>,
@@ -83,8 +137,27 @@ struct CheckpointDetail {
     covers_hash: Option<String>,
     epoch: Option<u64>,
     signature: Option<String>,
+    next_public_key: Option<String>,
     #[serde(rename = "final")]
     is_final: Option<bool>,
+}
+
+/// The signing key checkpoints must verify with, walked from the first
+/// public key through the next keys the checkpoints name.
+struct SigningChain {
+    key: Vec<u8>,
+    /// The epoch `key` signs; `None` before the first checkpoint, whose
+    /// epoch the given key is taken to sign.
+    epoch: Option<u64>,
+    /// The key the last checkpoint of `epoch` named for the next epoch.
+    next: Option<Vec<u8>>,
+}
+
+/// Where the log holds an anchored seq.
+struct Seen {
+    hash: String,
+    file: PathBuf,
+    line: usize,
 }
 
 // === impl Damage ===
@@ -98,6 +171,84 @@ impl fmt::Display for Damage {
             Damage::BadSignature => "bad signature",
         })
     }
+}
+
+// === impl Report ===
+
+impl Report {
+    /// What the keys and anchors given could check, and what they could
+    /// not, one line each: MACs, signatures, truncation.
+    pub fn coverage(&self) -> Vec<String> {
+        let macs = if self.macs_checked {
+            "hashes and MACs: checked with the seed, for every record".to_string()
+        } else {
+            "MACs: not checked: no seed given".to_string()
+        };
+        let s = &self.signatures;
+        let signatures = match (self.signatures_checked, s.through) {
+            (false, _) => "signatures: not checked: no public key given".to_string(),
+            (true, None) => "signatures: none to check: the log has no checkpoint".to_string(),
+            (true, Some((seq, epoch))) => {
+                let how = match (s.fixed_until_epoch, s.ratchets_from_epoch) {
+                    (None, _) => "the signing key walked from the first public key through every epoch".to_string(),
+                    (Some(_), None) => "the signing key did not ratchet (a log written before botward ratcheted signing keys): whoever held that key could re-sign all of it".to_string(),
+                    (Some(f), Some(r)) => format!("the signing key was fixed up to epoch {f} (written before botward ratcheted signing keys: whoever held it could re-sign those epochs) and ratchets from epoch {r} on"),
+                };
+                format!(
+                    "signatures: checked up to the checkpoint at seq {seq} (epoch {epoch}); {how}"
+                )
+            }
+        };
+        let a = &self.anchors;
+        let mut truncation = match (a.checked, a.key_state) {
+            (0, None) => "truncation: not checked: without anchors, a log cut back to a checkpoint cannot be told from a live log (give --anchor FILE with checkpoint records kept off the host)".to_string(),
+            (0, Some(k)) => format!("truncation: checked only against the key state on this host (seq {k}), which an intruder on the host can rewrite too (give --anchor FILE with checkpoint records kept off the host)"),
+            (n, k) => format!(
+                "truncation: checked against {n} anchor(s) kept off the host, from {} file(s), the latest at seq {}{}",
+                a.files,
+                a.latest.map_or("?".to_string(), |l| l.to_string()),
+                k.map_or(String::new(), |k| format!(", and the key state on this host (seq {k})"))
+            ),
+        };
+        if a.other_chains > 0 {
+            truncation.push_str(&format!(
+                "; {} checkpoint(s) of other chains set aside",
+                a.other_chains
+            ));
+        }
+        if a.other_hosts > 0 {
+            truncation.push_str(&format!(
+                "; {} anchor(s) of other hosts set aside",
+                a.other_hosts
+            ));
+        }
+        if a.before_start > 0 {
+            truncation.push_str(&format!(
+                "; {} anchor(s) older than the log's first record not checked",
+                a.before_start
+            ));
+        }
+        vec![macs, signatures, truncation]
+    }
+}
+
+/// Text from a log, a path or an anchor file, fit for a terminal: control
+/// characters escaped (a record cannot move the cursor or forge a line),
+/// cut at [`MAX_SHOWN`] characters.
+pub fn printable(s: &str) -> String {
+    let mut out = String::with_capacity(s.len().min(MAX_SHOWN));
+    for (i, c) in s.chars().enumerate() {
+        if i == MAX_SHOWN {
+            out.push('…');
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Orders log files by the sequence number of their first record.
@@ -122,18 +273,29 @@ fn first_seq(path: &Path) -> io::Result<Option<u64>> {
         .and_then(|v| v.get("seq")?.as_u64()))
 }
 
-/// Verifies the files as one chain.
+/// Verifies the files as one chain, then against the anchors. An error is
+/// a file that cannot be read, or anchors none of which can be checked.
 pub fn verify(files: &[PathBuf], keys: &Keys) -> io::Result<Report> {
     let files = order_files(files)?;
+    let wanted_seqs = !keys.anchors.is_empty() || keys.anchor.is_some();
     let mut v = Verifier {
         keys,
         key: keys.seed.as_ref().map(|s| EpochKey::genesis(s)),
+        signing: keys.public_key.as_ref().map(|k| SigningChain {
+            key: k.clone(),
+            epoch: None,
+            next: None,
+        }),
         expected: None,
         last_hash: None,
         last_epoch: 0,
         last_checkpoint: None,
         last_final: false,
+        last_line: 0,
         torn: false,
+        seen: HashMap::new(),
+        wanted_seqs,
+        hosts: Vec::new(),
         report: Report {
             outcome: Outcome::Sealed,
             records: 0,
@@ -143,6 +305,8 @@ pub fn verify(files: &[PathBuf], keys: &Keys) -> io::Result<Report> {
             checkpoints: 0,
             macs_checked: keys.seed.is_some(),
             signatures_checked: keys.public_key.is_some(),
+            signatures: Signatures::default(),
+            anchors: AnchorCheck::default(),
         },
     };
     for (i, f) in files.iter().enumerate() {
@@ -151,24 +315,10 @@ pub fn verify(files: &[PathBuf], keys: &Keys) -> io::Result<Report> {
             return Ok(v.report);
         }
     }
-    if let Some((seq, hash)) = &keys.anchor {
-        let cut = match v.report.last_seq {
-            None => true,
-            Some(last) => {
-                last < *seq || (last == *seq && v.last_hash.as_deref() != Some(hash.as_str()))
-            }
-        };
-        if cut {
-            let last = files.last().cloned().unwrap_or_default();
-            v.report.outcome = Outcome::Tampered {
-                file: last,
-                line: 0,
-                seq: v.report.last_seq,
-                damage: Damage::Deleted,
-                detail: format!("the log ends at seq {:?}, but botward had written up to seq {seq}: the tail was cut", v.report.last_seq),
-            };
-            return Ok(v.report);
-        }
+    let end = files.last().cloned().unwrap_or_default();
+    if let Err(t) = v.anchors(&end)? {
+        v.report.outcome = t;
+        return Ok(v.report);
     }
     let unsealed = match v.last_checkpoint {
         Some(c) => v.report.last_seq.map_or(0, |l| l - c),
@@ -188,12 +338,20 @@ pub fn verify(files: &[PathBuf], keys: &Keys) -> io::Result<Report> {
 struct Verifier<'k> {
     keys: &'k Keys,
     key: Option<EpochKey>,
+    signing: Option<SigningChain>,
     expected: Option<u64>,
     last_hash: Option<String>,
     last_epoch: u64,
     last_checkpoint: Option<u64>,
     last_final: bool,
+    /// The line of the last record in the last file.
+    last_line: usize,
     torn: bool,
+    /// The log's records at anchored seqs.
+    seen: HashMap<u64, Seen>,
+    wanted_seqs: bool,
+    /// Hosts the log's records name: anchors of other hosts are set aside.
+    hosts: Vec<String>,
     report: Report,
 }
 
@@ -263,6 +421,177 @@ impl Verifier<'_> {
             damage,
             detail,
         }
+    }
+
+    /// Checks the log against the anchors, once it verified on its own: a
+    /// record that differs from an anchor was replaced; a log that ends
+    /// before an anchor was cut back. The error is anchors none of which
+    /// can be checked.
+    fn anchors(&mut self, end: &Path) -> io::Result<Result<(), Outcome>> {
+        let anchors = &self.keys.anchors;
+        let key_state = self.keys.anchor.as_ref().map(|(seq, hash)| Anchor {
+            seq: *seq,
+            hash: hash.clone(),
+            host: None,
+            chain: None,
+            source: "the key state on this host".into(),
+        });
+        let check = &mut self.report.anchors;
+        check.given = anchors.len();
+        check.files = anchors.files();
+        check.key_state = key_state.as_ref().map(|a| a.seq);
+        // The log's chain, by the first public key the auditor gave: only
+        // known for a log from seq 0, whose first epoch that key signs.
+        let chain = match (&self.keys.public_key, self.report.first_seq) {
+            (Some(k), Some(0)) => Some(crate::identity::hex(k)),
+            _ => None,
+        };
+        let mut beyond: Option<&Anchor> = None;
+        let mut other_hosts = Vec::new();
+        for a in anchors.iter().chain(key_state.as_ref()) {
+            // Checkpoints name their chain; other records, their host.
+            if let (Some(mine), Some(theirs)) = (&chain, &a.chain) {
+                if mine != theirs {
+                    check.other_chains += 1;
+                    continue;
+                }
+            } else if let Some(h) = &a.host {
+                if !self.hosts.contains(h) {
+                    check.other_hosts += 1;
+                    if other_hosts.len() < 3 && !other_hosts.contains(h) {
+                        other_hosts.push(h.clone());
+                    }
+                    continue;
+                }
+            }
+            if self.report.first_seq.is_some_and(|first| a.seq < first) {
+                check.before_start += 1;
+                continue;
+            }
+            if a.host.is_some() {
+                check.checked += 1;
+                check.latest = check.latest.max(Some(a.seq));
+            }
+            match self.seen.get(&a.seq) {
+                Some(s) if s.hash != a.hash => {
+                    return Ok(Err(Outcome::Tampered {
+                        file: s.file.clone(),
+                        line: s.line,
+                        seq: Some(a.seq),
+                        damage: Damage::Edited,
+                        detail: format!(
+                            "the record differs from {}, which has the same seq: it was replaced",
+                            shown_source(a)
+                        ),
+                    }));
+                }
+                Some(_) => {}
+                // Every seq from the first on is in the log, up to its end.
+                None => {
+                    if beyond.is_none_or(|b| a.seq > b.seq) {
+                        beyond = Some(a);
+                    }
+                }
+            }
+        }
+        if !anchors.is_empty() && check.checked == 0 {
+            let hosts: Vec<String> = other_hosts
+                .iter()
+                .map(|h| format!("{:?}", printable(h)))
+                .collect();
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "none of the {} anchors can be checked against this log: {} are checkpoints of other chains (another first public key), {} are records of other hosts ({}), {} are older than its first record",
+                    anchors.len(),
+                    check.other_chains,
+                    check.other_hosts,
+                    hosts.join(", "),
+                    check.before_start
+                ),
+            ));
+        }
+        Ok(match beyond {
+            Some(a) => Err(Outcome::Tampered {
+                file: end.to_owned(),
+                line: self.last_line,
+                seq: self.report.last_seq,
+                damage: Damage::Deleted,
+                detail: format!(
+                    "the log ends at seq {}, but {} shows that seq {} was written: the log was cut back",
+                    self.report.last_seq.map_or("(none)".to_string(), |s| s.to_string()),
+                    shown_source(a),
+                    a.seq
+                ),
+            }),
+            None => Ok(()),
+        })
+    }
+
+    /// Checks a checkpoint's signature with the key of its epoch, and takes
+    /// the next epoch's key it names. Returns what is wrong.
+    fn signature(
+        &mut self,
+        epoch: u64,
+        covers_seq: u64,
+        covers_hash: &str,
+        d: &CheckpointDetail,
+    ) -> Result<(), String> {
+        let ratchets_from = self.report.signatures.ratchets_from_epoch;
+        let first_seq = self.report.first_seq;
+        let Some(chain) = self.signing.as_mut() else {
+            return Ok(());
+        };
+        let given = chain.epoch.is_none();
+        match chain.epoch {
+            Some(e) if e == epoch => {}
+            Some(e) => match chain.next.take() {
+                Some(next) if epoch == e + 1 => chain.key = next,
+                Some(_) => {
+                    return Err(format!(
+                        "no checkpoint of epoch {} names the signing key of epoch {epoch}: checkpoints were removed",
+                        epoch - 1
+                    ))
+                }
+                // A fixed key signs every epoch.
+                None => {}
+            },
+            None => {}
+        }
+        chain.epoch = Some(epoch);
+        let next = d.next_public_key.as_deref();
+        let msg = match next {
+            Some(n) => chain::checkpoint_message_next(covers_seq, covers_hash, epoch, n),
+            None => chain::checkpoint_message(covers_seq, covers_hash, epoch),
+        };
+        let sig = d.signature.as_deref().unwrap_or("");
+        if !chain::verify_signature(&chain.key, &msg, sig) {
+            return Err(if given && first_seq != Some(0) {
+                "the checkpoint signature does not verify with the public key (a log that starts after seq 0 needs the public key of its first epoch: the next_public_key of the last checkpoint before it)".into()
+            } else if given {
+                "the checkpoint signature does not verify with the public key".into()
+            } else {
+                format!("the checkpoint signature does not verify with the key of epoch {epoch} that the checkpoints before it named: it was signed with another key, such as one taken from the host later")
+            });
+        }
+        let sigs = &mut self.report.signatures;
+        match next {
+            Some(n) => {
+                chain.next = Some(
+                    chain::unhex32(n)
+                        .ok_or("the checkpoint names a malformed next public key")?
+                        .to_vec(),
+                );
+                sigs.ratchets_from_epoch.get_or_insert(epoch);
+            }
+            None => {
+                if let Some(r) = ratchets_from {
+                    return Err(format!("the checkpoint names no next public key, though signing keys ratchet since epoch {r}"));
+                }
+                sigs.fixed_until_epoch = Some(epoch);
+            }
+        }
+        Ok(())
     }
 
     fn record(&mut self, path: &Path, line_no: usize, line: &[u8]) -> Result<(), Outcome> {
@@ -411,21 +740,13 @@ impl Verifier<'_> {
                     "the checkpoint does not cover the record before it".into(),
                 ));
             }
-            if let Some(pk) = &self.keys.public_key {
-                let msg = chain::checkpoint_message(
-                    rec.seq.saturating_sub(1),
-                    covers_hash.unwrap_or(""),
-                    epoch,
-                );
-                let sig = d.and_then(|d| d.signature.as_deref()).unwrap_or("");
-                if !chain::verify_signature(pk, &msg, sig) {
-                    return Err(self.tampered(
-                        path,
-                        line_no,
-                        seq,
-                        Damage::BadSignature,
-                        "the checkpoint signature does not verify with the public key".into(),
-                    ));
+            if let Some(d) = d {
+                let covers = (rec.seq.saturating_sub(1), covers_hash.unwrap_or(""));
+                if let Err(detail) = self.signature(epoch, covers.0, covers.1, d) {
+                    return Err(self.tampered(path, line_no, seq, Damage::BadSignature, detail));
+                }
+                if self.signing.is_some() {
+                    self.report.signatures.through = Some((rec.seq, epoch));
                 }
             }
             self.last_checkpoint = Some(rec.seq);
@@ -434,11 +755,43 @@ impl Verifier<'_> {
         } else {
             self.last_final = false;
         }
+        if self.wanted_seqs
+            && (self.keys.anchors.contains_seq(rec.seq)
+                || self
+                    .keys
+                    .anchor
+                    .as_ref()
+                    .is_some_and(|(s, _)| *s == rec.seq))
+        {
+            self.seen.insert(
+                rec.seq,
+                Seen {
+                    hash: hash_hex.to_owned(),
+                    file: path.to_owned(),
+                    line: line_no,
+                },
+            );
+        }
+        if !self.keys.anchors.is_empty() {
+            let host = rec.host.as_deref().unwrap_or("");
+            if self.hosts.len() < MAX_HOSTS && !self.hosts.iter().any(|h| h == host) {
+                self.hosts.push(host.to_owned());
+            }
+        }
         self.expected = Some(rec.seq + 1);
         self.last_hash = Some(hash_hex.to_owned());
+        self.last_line = line_no;
         self.last_epoch = epoch;
         self.report.records += 1;
         self.report.last_seq = seq;
         Ok(())
+    }
+}
+
+/// An anchor's source, for a message.
+fn shown_source(a: &Anchor) -> String {
+    match a.host {
+        Some(_) => format!("anchor {}", a.source),
+        None => a.source.clone(),
     }
 }

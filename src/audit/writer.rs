@@ -3,8 +3,29 @@
 //! It takes every record that is waiting, chains and writes them in one
 //! write, syncs per the fsync policy, and only then answers each request.
 //! It also writes checkpoints (every N records, every T seconds, at rotation
-//! and a final seal at shutdown), ratchets the MAC key, rotates files and
-//! recovers a torn last line at start.
+//! and a final seal at shutdown), ratchets the MAC and signing keys, rotates
+//! files and recovers a torn last line at start.
+//!
+//! Before the keys move from epoch e to e+1 (by time, or at a start), the
+//! writer seals epoch e: unless the last record already is a checkpoint of
+//! epoch e, it writes one (reason `ratchet`), signed with e's key and naming
+//! e+1's public key, and syncs the file. Only then does the key state move
+//! on, so a crash never leaves a key the log has not named. An epoch that
+//! holds no records is not ratcheted out of: its keys have nothing to
+//! protect yet.
+//!
+//! The key state file (`<log>.key`, mode 0600) holds the current epoch, its
+//! MAC key, its signing seed (`sign`), the chain's first public key
+//! (`first`) and the last record written:
+//!
+//! ```text
+//! {"epoch":3,"first":"<64 hex>","hash":"<64 hex>","key":"<64 hex>","seq":1234,"sign":"<64 hex>"}
+//! ```
+//!
+//! A key state from before signing keys ratcheted has no `sign`; its fixed
+//! signing key is the PKCS#8 file `<log>.sign`. The first start that finds
+//! one seals the epoch with that key, hands over to a random ratcheting key,
+//! and overwrites and removes `<log>.sign`.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -16,7 +37,7 @@ use serde_json::json;
 use tracing::{error, info, warn};
 use zeroize::Zeroizing;
 
-use super::chain::{self, EpochKey, Signer};
+use super::chain::{self, EpochKey, EpochSigner};
 use super::syslog::{SyslogConfig, SyslogSink};
 use super::{AuditUnavailable, Decision, Record};
 use crate::config::{Audit, Fsync};
@@ -24,9 +45,15 @@ use crate::identity::hex;
 
 /// File names of the key material, beside the log by default.
 pub struct KeyFiles {
+    /// The MAC seed, written once: for the operator to move off the host.
     pub seed: PathBuf,
+    /// The current epoch's keys and the last record written.
     pub state: PathBuf,
+    /// The fixed signing key of a log from before signing keys ratcheted;
+    /// removed at the first start of a ratcheting writer.
     pub sign: PathBuf,
+    /// The chain's first public key, written once: it goes off the host with
+    /// the seed.
     pub public: PathBuf,
 }
 
@@ -58,8 +85,15 @@ pub struct Writer {
     next_seq: u64,
     last_hash: Option<String>,
     key: EpochKey,
-    signer: Signer,
+    signer: EpochSigner,
+    /// The chain's first public key, hex: names the chain in checkpoints.
+    first_public: String,
     keys: KeyFiles,
+    /// The current epoch holds records: ratcheting out of it protects them.
+    epoch_used: bool,
+    /// The last record is a checkpoint of the current epoch, naming the next
+    /// epoch's public key: the epoch is sealed.
+    epoch_sealed: bool,
     since_checkpoint: u64,
     last_checkpoint: Instant,
     last_ratchet: Instant,
@@ -81,6 +115,8 @@ struct Tail {
     seq: u64,
     hash: String,
     epoch: u64,
+    /// The next epoch's public key, if the last record is a checkpoint.
+    next_public_key: Option<String>,
 }
 
 impl Writer {
@@ -109,7 +145,7 @@ impl Writer {
                 .transpose()?
                 .flatten(),
         };
-        let (key, signer) = match &tail {
+        let (key, signer, first_public) = match &tail {
             // Key state without a log: the log was removed. Refuse, rather
             // than quietly start a new chain over the evidence.
             None if keys.state.exists() => {
@@ -120,8 +156,14 @@ impl Writer {
                 )))
             }
             None => start_chain(&keys)?,
-            Some(t) => continue_chain(&keys, t)?,
+            Some(t) => load_chain(&keys, t)?,
         };
+        let in_epoch = tail.as_ref().is_some_and(|t| t.epoch == key.epoch);
+        // Sealed only by a checkpoint naming the key this signer hands over
+        // to: after a fixed key, that is a fresh random one.
+        let sealed = in_epoch
+            && tail.as_ref().and_then(|t| t.next_public_key.as_deref())
+                == Some(signer.next_public_hex());
         let file_len = file.metadata()?.len();
         let mut w = Writer {
             cfg: cfg.clone(),
@@ -132,8 +174,11 @@ impl Writer {
             file_first_seq: None,
             next_seq: tail.as_ref().map_or(0, |t| t.seq + 1),
             last_hash: tail.as_ref().map(|t| t.hash.clone()),
+            epoch_used: in_epoch,
+            epoch_sealed: sealed,
             key,
             signer,
+            first_public,
             keys,
             since_checkpoint: 0,
             appended: 0,
@@ -157,6 +202,20 @@ impl Writer {
             let (seq, day) = first_record(&w.cfg.path);
             w.file_day = day.or_else(|| Some(today()));
             w.file_first_seq = seq;
+        }
+        // Every start begins in an epoch that holds no records. A fixed key
+        // from before signing keys ratcheted is handed over at once, even
+        // from an epoch without records.
+        if tail.is_some() && (w.epoch_used || w.signer.is_fixed()) {
+            w.epoch_used = true;
+            let fixed = w.signer.is_fixed();
+            w.ratchet()?;
+            if fixed {
+                info!(
+                    from_epoch = w.key.epoch - 1,
+                    "Audit signing key now ratchets per epoch; the fixed signing key was removed"
+                );
+            }
         }
         if let Some((torn_len, torn_hash)) = recovered {
             let mut r = Record::new("audit.recovered", crate::api::request_id(), w.host.clone());
@@ -263,12 +322,50 @@ impl Writer {
         }
     }
 
-    /// Moves the MAC key to the next epoch and saves the new state. The old
-    /// key is wiped.
+    /// Seals the epoch, moves the MAC and signing keys to the next epoch and
+    /// saves the new state. The old keys are wiped. An epoch without records
+    /// stays.
     fn ratchet(&mut self) -> io::Result<()> {
+        if self.sync_failed {
+            return Err(io::Error::other("an earlier sync of the audit log failed"));
+        }
+        if !self.epoch_used {
+            return Ok(());
+        }
+        if !self.epoch_sealed {
+            self.checkpoint("ratchet", false);
+            if !self.epoch_sealed {
+                return Err(io::Error::other(
+                    "cannot write the checkpoint that seals the epoch",
+                ));
+            }
+        }
+        // The checkpoint naming the next public key reaches the disk before
+        // the key state moves past it.
+        if let Err(e) = self.file.sync_data() {
+            self.sync_failed = true;
+            return Err(e);
+        }
+        let next_signer = self.signer.next().map_err(io::Error::other)?;
         let next = self.key.next_raw();
-        save_key_state(&self.keys.state, self.key.epoch + 1, &next, self.anchor())?;
+        save_key_state(
+            &self.keys.state,
+            KeyState {
+                epoch: self.key.epoch + 1,
+                key: &next,
+                sign: next_signer.seed(),
+                first: &self.first_public,
+                anchor: self.anchor(),
+            },
+        )?;
+        let was_fixed = self.signer.is_fixed();
         self.key = EpochKey::from_raw(self.key.epoch + 1, &next);
+        self.signer = next_signer;
+        if was_fixed {
+            remove_fixed_signing_key(&self.keys.sign);
+        }
+        self.epoch_used = false;
+        self.epoch_sealed = false;
         self.last_ratchet = Instant::now();
         Ok(())
     }
@@ -283,9 +380,13 @@ impl Writer {
         self.checkpoint("shutdown", true);
         if let Err(e) = save_key_state(
             &self.keys.state,
-            self.key.epoch,
-            self.key.raw(),
-            self.anchor(),
+            KeyState {
+                epoch: self.key.epoch,
+                key: self.key.raw(),
+                sign: self.signer.seed(),
+                first: &self.first_public,
+                anchor: self.anchor(),
+            },
         ) {
             error!(error = %e, "Cannot save the audit key state at shutdown");
         }
@@ -303,11 +404,8 @@ impl Writer {
             return;
         };
         let covers_seq = self.next_seq.saturating_sub(1);
-        let sig = self.signer.sign(&chain::checkpoint_message(
-            covers_seq,
-            &covers_hash,
-            self.key.epoch,
-        ));
+        debug_assert_eq!(self.signer.epoch, self.key.epoch);
+        let sig = self.signer.sign_checkpoint(covers_seq, &covers_hash);
         let mut r = Record::new("checkpoint", crate::api::request_id(), self.host.clone());
         r.decision = Decision::Allow;
         r.reason = Some(why.to_owned());
@@ -317,11 +415,14 @@ impl Writer {
             "epoch": self.key.epoch,
             "signature": sig,
             "public_key": self.signer.public_hex(),
+            "next_public_key": self.signer.next_public_hex(),
+            "first_public_key": self.first_public,
             "final": last,
         }));
         if self.append(vec![r]).0 {
             self.since_checkpoint = 0;
             self.last_checkpoint = Instant::now();
+            self.epoch_sealed = true;
         }
     }
 
@@ -382,7 +483,13 @@ impl Writer {
                 self.file_first_seq = seqs.iter().flatten().next().copied();
             }
             self.file_len += written;
-            self.since_checkpoint += seqs.iter().flatten().count() as u64;
+            let n = seqs.iter().flatten().count() as u64;
+            self.since_checkpoint += n;
+            if n > 0 {
+                // A checkpoint marks itself sealed after this returns.
+                self.epoch_used = true;
+                self.epoch_sealed = false;
+            }
             self.forward(&jobs, &ends);
             self.appended += 1;
         }
@@ -606,50 +713,63 @@ fn last_record(file: &mut File) -> io::Result<Option<Tail>> {
             return Err(io::Error::other("the last audit record has no chain fields; move the old log away to start a new chain"));
         };
         let epoch = v.get("epoch").and_then(|e| e.as_u64()).unwrap_or(0);
+        let next_public_key = match v.get("kind").and_then(|k| k.as_str()) {
+            Some("checkpoint") => v
+                .pointer("/detail/next_public_key")
+                .and_then(|k| k.as_str())
+                .map(str::to_owned),
+            _ => None,
+        };
         return Ok(Some(Tail {
             seq,
             hash: hash.to_owned(),
             epoch,
+            next_public_key,
         }));
     }
     Ok(None)
 }
 
-/// A new chain: a fresh seed (written once, mode 0400, for the operator to
-/// move off the host), the epoch-0 key state and a signing key.
-fn start_chain(keys: &KeyFiles) -> io::Result<(EpochKey, Signer)> {
+/// A new chain: a fresh MAC seed (written once, mode 0400, for the operator
+/// to move off the host), a fresh signing key whose public key is written
+/// once as the chain's first public key, and the epoch-0 key state.
+fn start_chain(keys: &KeyFiles) -> io::Result<(EpochKey, EpochSigner, String)> {
     use ring::rand::{SecureRandom, SystemRandom};
     let mut seed = Zeroizing::new([0u8; 32]);
     SystemRandom::new()
         .fill(seed.as_mut())
         .map_err(|_| io::Error::other("no system randomness"))?;
-    if keys.seed.exists() {
-        // A seed of an earlier chain whose log is gone: keep it, renamed.
-        let mut old = keys.seed.as_os_str().to_owned();
-        old.push(format!(".{}", jiff::Timestamp::now().as_second()));
-        std::fs::rename(&keys.seed, PathBuf::from(old))?;
+    // Key files of an earlier chain whose log is gone: keep them, renamed.
+    // Its first public key still verifies its copies elsewhere.
+    for old in [&keys.seed, &keys.public, &keys.sign] {
+        if old.exists() {
+            let mut aside = old.as_os_str().to_owned();
+            aside.push(format!(".{}", jiff::Timestamp::now().as_second()));
+            std::fs::rename(old, PathBuf::from(aside))?;
+        }
     }
     write_secret_file(&keys.seed, hex(seed.as_ref()).as_bytes(), 0o400)?;
     let key = EpochKey::genesis(&seed);
-    let k0 = key_raw_for_state(&seed);
-    save_key_state(&keys.state, 0, &k0, None)?;
-    let signer = load_or_create_signer(keys)?;
-    info!(seed = %keys.seed.display(), "Started a new audit chain; move the seed file off this host");
-    Ok((key, signer))
+    let signer = EpochSigner::generate().map_err(io::Error::other)?;
+    let first = signer.public_hex();
+    save_key_state(
+        &keys.state,
+        KeyState {
+            epoch: 0,
+            key: key.raw(),
+            sign: signer.seed(),
+            first: &first,
+            anchor: None,
+        },
+    )?;
+    write_secret_file(&keys.public, format!("{first}\n").as_bytes(), 0o444)?;
+    info!(seed = %keys.seed.display(), public_key = %keys.public.display(), "Started a new audit chain; move the seed and the first public key off this host");
+    Ok((key, signer, first))
 }
 
-/// The raw epoch-0 key, for the state file.
-fn key_raw_for_state(seed: &[u8; 32]) -> Zeroizing<[u8; 32]> {
-    let k = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, seed);
-    let tag = ring::hmac::sign(&k, b"botward audit k0");
-    let mut out = Zeroizing::new([0u8; 32]);
-    out.copy_from_slice(tag.as_ref());
-    out
-}
-
-/// An existing chain: load the key state and ratchet once, so every start
-/// begins a new epoch.
-fn continue_chain(keys: &KeyFiles, tail: &Tail) -> io::Result<(EpochKey, Signer)> {
+/// An existing chain: the keys of the key state's epoch. The writer then
+/// seals that epoch and ratchets, so every start begins a new epoch.
+fn load_chain(keys: &KeyFiles, tail: &Tail) -> io::Result<(EpochKey, EpochSigner, String)> {
     let last_epoch = tail.epoch;
     let text = Zeroizing::new(std::fs::read_to_string(&keys.state).map_err(|e| {
         io::Error::new(
@@ -683,42 +803,89 @@ fn continue_chain(keys: &KeyFiles, tail: &Tail) -> io::Result<(EpochKey, Signer)
             )));
         }
     }
-    let mut key = EpochKey::from_raw(epoch, &raw);
-    drop(raw);
-    let next = key.ratchet();
-    save_key_state(
-        &keys.state,
-        key.epoch,
-        &next,
-        Some((tail.seq, tail.hash.clone())),
-    )?;
-    Ok((key, load_or_create_signer(keys)?))
+    let signer = match v.get("sign") {
+        Some(sign) => {
+            let seed = sign
+                .as_str()
+                .and_then(chain::unhex32)
+                .map(Zeroizing::new)
+                .ok_or_else(|| io::Error::other("audit key state has a malformed signing key"))?;
+            // A fixed key left by a start that stopped right after handing
+            // over from it.
+            if keys.sign.exists() {
+                remove_fixed_signing_key(&keys.sign);
+            }
+            EpochSigner::from_seed(epoch, &seed).map_err(io::Error::other)?
+        }
+        // A key state from before signing keys ratcheted: the fixed key.
+        None => {
+            let pkcs8 = Zeroizing::new(std::fs::read(&keys.sign).map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!(
+                        "audit key state {} has no signing key and the fixed signing key {} is unreadable ({e}); the chain cannot continue",
+                        keys.state.display(),
+                        keys.sign.display()
+                    ),
+                )
+            })?);
+            let signer = EpochSigner::from_fixed_pkcs8(epoch, &pkcs8)
+                .map_err(|e| io::Error::other(format!("{}: {e}", keys.sign.display())))?;
+            // The fixed key is the chain's first public key.
+            if !keys.public.exists() {
+                std::fs::write(&keys.public, format!("{}\n", signer.public_hex()))?;
+            }
+            signer
+        }
+    };
+    let first = match v.get("first").and_then(|f| f.as_str()) {
+        Some(f) => f.to_owned(),
+        None if signer.is_fixed() => signer.public_hex(),
+        None => return Err(io::Error::other("audit key state has no first public key")),
+    };
+    Ok((EpochKey::from_raw(epoch, &raw), signer, first))
 }
 
-fn load_or_create_signer(keys: &KeyFiles) -> io::Result<Signer> {
-    if let Ok(raw) = std::fs::read(&keys.sign) {
-        let raw = Zeroizing::new(raw);
-        let signer = Signer::from_pkcs8(&raw).map_err(io::Error::other)?;
-        if !keys.public.exists() {
-            std::fs::write(&keys.public, format!("{}\n", signer.public_hex()))?;
-        }
-        return Ok(signer);
+/// Overwrites the fixed signing key file, syncs it and removes it. A
+/// failure is logged: the log goes on with ratcheting keys, and the next
+/// start tries again.
+fn remove_fixed_signing_key(path: &Path) {
+    let wiped = (|| {
+        let len = std::fs::metadata(path)?.len();
+        let mut f = OpenOptions::new().write(true).open(path)?;
+        f.write_all(&vec![0u8; len as usize])?;
+        f.sync_all()?;
+        drop(f);
+        std::fs::remove_file(path)?;
+        // Should the removal not survive a crash, the file left holds
+        // zeros, and the next start removes it again.
+        let _ = sync_dir(path);
+        io::Result::Ok(())
+    })();
+    if let Err(e) = wiped {
+        error!(error = %e, file = %path.display(), "Cannot remove the old fixed audit signing key; remove it by hand");
     }
-    let (signer, pkcs8) = Signer::generate().map_err(io::Error::other)?;
-    write_secret_file(&keys.sign, &pkcs8, 0o600)?;
-    std::fs::write(&keys.public, format!("{}\n", signer.public_hex()))?;
-    Ok(signer)
 }
 
 /// Replaces the key state file atomically: write, sync, rename, sync.
-fn save_key_state(
-    path: &Path,
+/// What the key state file holds.
+struct KeyState<'a> {
     epoch: u64,
-    raw: &[u8; 32],
+    key: &'a [u8; 32],
+    /// `None` only for a fixed signing key, kept in `<log>.sign`.
+    sign: Option<&'a [u8; 32]>,
+    first: &'a str,
+    /// The last record written.
     anchor: Option<(u64, String)>,
-) -> io::Result<()> {
-    let mut v = serde_json::json!({"epoch": epoch, "key": hex(raw)});
-    if let Some((seq, hash)) = anchor {
+}
+
+fn save_key_state(path: &Path, state: KeyState<'_>) -> io::Result<()> {
+    let mut v =
+        serde_json::json!({"epoch": state.epoch, "key": hex(state.key), "first": state.first});
+    if let Some(sign) = state.sign {
+        v["sign"] = hex(sign).into();
+    }
+    if let Some((seq, hash)) = state.anchor {
         v["seq"] = seq.into();
         v["hash"] = hash.into();
     }

@@ -12,6 +12,12 @@
 //! [`RUN_GAP`]. Memory is bounded by the number of bots, not records: each
 //! bot keeps a fixed-size model and the run in progress.
 //!
+//! Only verified identities have a model. Refused handshakes and
+//! unauthenticated requests are the host's events
+//! ([`crate::audit::query::unverified`]): they are counted, never learned
+//! or scored as a bot's, whatever name their record carries (logs written
+//! before `claimed_bot` existed put the certificate's claim in `bot`).
+//!
 //! [`model`] holds the per-bot model, shared by `botward analyze` and online
 //! scoring in `serve`; [`scenario`] generates labelled test logs.
 
@@ -68,6 +74,9 @@ pub struct Analysis {
     pub suggested_grants: BTreeMap<String, Vec<String>>,
     pub records: u64,
     pub bots: usize,
+    /// Refused handshakes and unauthenticated requests: the host's, never a
+    /// bot's.
+    pub unauthenticated: u64,
     pub warnings: Vec<String>,
     /// Bot-days scored after training, for rates.
     pub scored_bot_days: f64,
@@ -93,8 +102,10 @@ struct Light<'a> {
     kind: std::borrow::Cow<'a, str>,
     #[serde(borrow)]
     decision: Option<std::borrow::Cow<'a, str>>,
+    status: Option<u64>,
     #[serde(borrow)]
     bot: Option<std::borrow::Cow<'a, str>>,
+    claimed_bot: Option<serde::de::IgnoredAny>,
     #[serde(borrow)]
     secret: Option<std::borrow::Cow<'a, str>>,
     #[serde(borrow)]
@@ -155,6 +166,10 @@ impl Analyzer {
                 return;
             }
             _ => {}
+        }
+        if crate::audit::query::unverified(&r.kind, r.status, r.claimed_bot.is_some()) {
+            self.out.unauthenticated += 1;
+            return;
         }
         let Some(bot) = r.bot.as_deref() else { return };
         let allowed = r.decision.as_deref() == Some("allow");
@@ -351,10 +366,12 @@ pub fn fmt_ts(t: Timestamp) -> String {
     t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
-/// A short text summary.
+/// A short text summary. Every string from the log is escaped
+/// ([`crate::text::escape`]): one finding is one line.
 pub fn text(a: &Analysis) -> String {
+    use crate::text::escape;
     let mut s = String::new();
-    let _ = writeln!(
+    let _ = write!(
         s,
         "{} records, {} bots, {:.0} bot-days scored; {} findings",
         a.records,
@@ -362,18 +379,26 @@ pub fn text(a: &Analysis) -> String {
         a.scored_bot_days,
         a.findings.len()
     );
-    for w in &a.warnings {
-        let _ = writeln!(s, "warning: {w}");
+    if a.unauthenticated > 0 {
+        let _ = write!(
+            s,
+            "; {} unauthenticated attempts, the host's, not any bot's",
+            a.unauthenticated
+        );
     }
-    let mut by: BTreeMap<(&str, &str), usize> = BTreeMap::new();
-    for f in &a.findings {
-        *by.entry((f.bot.as_str(), f.detector.as_str())).or_default() += 1;
+    s.push('\n');
+    for w in &a.warnings {
+        let _ = writeln!(s, "warning: {}", escape(w));
     }
     for f in &a.findings {
         let _ = writeln!(
             s,
             "{}  {:<16} {:<16} {:>3}  {}",
-            f.start, f.bot, f.detector, f.score, f.explanation
+            escape(&f.start),
+            escape(&f.bot),
+            escape(&f.detector),
+            f.score,
+            escape(&f.explanation)
         );
     }
     if !a.suggested_grants.is_empty() {
@@ -384,10 +409,11 @@ pub fn text(a: &Analysis) -> String {
         for (bot, secrets) in &a.suggested_grants {
             let _ = writeln!(
                 s,
-                "  {bot}: [{}]",
+                "  {}: [{}]",
+                escape(bot),
                 secrets
                     .iter()
-                    .map(|x| format!("{x:?}"))
+                    .map(|x| escape(&format!("{x:?}")).into_owned())
                     .collect::<Vec<_>>()
                     .join(", ")
             );

@@ -14,6 +14,19 @@ use crate::client::{self, ClientSettings};
 use crate::config::Config;
 use crate::server::{self, Listeners, Runtime, Shared};
 
+// Every line a command prints goes through `text::escape`: messages carry
+// paths, config values, audit fields and what a peer answered, and none may
+// move the terminal's cursor or forge a line. (The secret `get` prints is
+// written with `write_all`, untouched.)
+macro_rules! println {
+    () => { ::std::println!() };
+    ($($arg:tt)*) => { ::std::println!("{}", $crate::text::Escaped(format_args!($($arg)*))) };
+}
+macro_rules! eprintln {
+    () => { ::std::eprintln!() };
+    ($($arg:tt)*) => { ::std::eprintln!("{}", $crate::text::Escaped(format_args!($($arg)*))) };
+}
+
 /// Exit code for a bad config or bad usage (EX_USAGE).
 pub const EX_USAGE: u8 = 64;
 /// Exit code when a needed service is unavailable (EX_UNAVAILABLE).
@@ -126,8 +139,14 @@ pub enum AuditCommand {
     },
     /// Filter records.
     Query {
+        /// A verified bot; never matches refused handshakes or
+        /// unauthenticated requests
         #[arg(long)]
         bot: Option<String>,
+        /// The name an unverified certificate claimed (refused handshakes
+        /// and unauthenticated requests only)
+        #[arg(long)]
+        claimed_bot: Option<String>,
         #[arg(long)]
         secret: Option<String>,
         /// allow, deny or error
@@ -261,7 +280,9 @@ pub async fn serve_until(
     let config = match Config::load(&config_path) {
         Ok(c) => c,
         Err(problems) => {
-            eprintln!("{problems}");
+            for p in &problems.0 {
+                eprintln!("{p}");
+            }
             return ExitCode::from(EX_USAGE);
         }
     };
@@ -837,9 +858,9 @@ fn analyze(train_days: u32, tz: Option<&str>, format: &str, files: &[PathBuf]) -
     }
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let written = match format {
-        "json" => serde_json::to_writer_pretty(&mut out, &analysis.findings)
+        "json" => serde_json::to_string_pretty(&analysis.findings)
             .map_err(std::io::Error::other)
-            .and_then(|_| writeln!(out)),
+            .and_then(|j| writeln!(out, "{}", crate::text::escape_json(&j))),
         "html" => crate::anomaly::html::html(&analysis, &mut out),
         _ => out.write_all(crate::anomaly::text(&analysis).as_bytes()),
     };
@@ -857,6 +878,7 @@ fn audit(command: AuditCommand) -> ExitCode {
         AuditCommand::Verify { keys, files } => audit_verify(&keys, files),
         AuditCommand::Query {
             bot,
+            claimed_bot,
             secret,
             decision,
             kind,
@@ -867,6 +889,7 @@ fn audit(command: AuditCommand) -> ExitCode {
         } => {
             let filter = crate::audit::query::Filter {
                 bot,
+                claimed_bot,
                 secret,
                 decision,
                 kind,

@@ -20,6 +20,7 @@
 //! - [`secret`]: types that hold secret values; [`alloc`]: the wiping
 //!   allocator; [`harden`]: process hardening at start.
 //! - [`error`]: error types and their HTTP mapping.
+//! - [`text`]: control characters escaped in everything shown to a person.
 //! - [`cli`], [`client`], [`certs`], [`dev`]: the command line.
 
 pub mod alloc;
@@ -43,6 +44,7 @@ pub mod refusals;
 pub mod secret;
 pub mod server;
 pub mod state_file;
+pub mod text;
 pub mod tls;
 pub mod vault;
 

@@ -43,8 +43,7 @@ fn anomalous_requests_are_scored_denied_and_baselines_persist() {
     assert_eq!(b.get_json(&h, &bot, "/v1/secrets/erp-db").0, 200);
     let last_read = audit_records(&audit)
         .into_iter()
-        .filter(|r| r["kind"] == "secret.read")
-        .last()
+        .rfind(|r| r["kind"] == "secret.read")
         .unwrap();
     assert_eq!(last_read["anomaly"]["score"], 0);
 

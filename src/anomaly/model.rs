@@ -128,6 +128,11 @@ impl BotModel {
         learn_flagged: bool,
     ) -> Verdict {
         let mut verdict = Verdict::default();
+        // A refused handshake proves no identity: whatever name it carried,
+        // it is neither learned nor scored as this bot's.
+        if ev.kind == "auth.failure" {
+            return verdict;
+        }
         if self
             .run
             .as_ref()
@@ -444,5 +449,41 @@ impl Verdict {
         if !self.detectors.contains(&detector) {
             self.detectors.push(detector);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(secs: i64) -> Timestamp {
+        Timestamp::from_second(1_772_000_000 + secs).unwrap()
+    }
+
+    #[test]
+    fn a_refused_handshake_is_neither_learned_nor_scored() {
+        let tz = TimeZone::UTC;
+        let mut m = BotModel::new("invoice-bot", at(0), SignedDuration::from_hours(1));
+        let mut findings = Vec::new();
+        let ev = |secs, kind| Event {
+            ts: at(secs),
+            kind,
+            secret: None,
+            denied: true,
+            source: source_key("rpa-01", "tcp", None, None),
+            id: "a",
+        };
+        for i in 0..8 {
+            m.observe(&ev(i * 10, "auth.failure"), &tz, &mut findings, true);
+        }
+        assert_eq!(m.max_denials, 0, "the ceiling learned nothing");
+        assert!(
+            m.sources.iter().all(BTreeSet::is_empty),
+            "no source learned"
+        );
+        assert!(m.run.is_none() && m.starts.iter().all(|n| *n == 0));
+        let v = m.observe(&ev(7200, "auth.failure"), &tz, &mut findings, true);
+        assert_eq!(v, Verdict::default());
+        assert!(findings.is_empty());
     }
 }

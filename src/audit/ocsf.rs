@@ -5,7 +5,7 @@
 //!
 //! | record | OCSF class | activity |
 //! |---|---|---|
-//! | `kind` `auth.failure`, or `kind` `request` with `status` 401 | Authentication (category 3, class 3002) | 1 Logon, always `status_id` 2 Failure |
+//! | `kind` `auth.failure`, or any `status` 401 (refused as unauthenticated) | Authentication (category 3, class 3002) | 1 Logon, always `status_id` 2 Failure |
 //! | `secret.read`, `whoami`, `health` | API Activity (category 6, class 6003) | 2 Read |
 //! | `config.reload` | API Activity | 3 Update |
 //! | `lease.release` | API Activity | 4 Delete |
@@ -23,8 +23,8 @@
 //! | `status_detail` | `reason` |
 //! | `message` | one line built from kind, secret, bot, decision, status and reason |
 //! | `metadata` | `version` "1.1.0", `product` {name, vendor_name "botward", version of this build}, `uid` = `id`, `sequence` = `seq`, `original_time` = `ts`, `log_name` "botward-audit" |
-//! | `actor.user` | `name` = `bot`, `uid` = `cert.sha256` |
-//! | `actor.app_name` | `bot` |
+//! | `actor.user` | `name` = `bot` (verified only, see below), `uid` = `cert.sha256` |
+//! | `actor.app_name` | `bot` (verified only) |
 //! | `actor.process` | `peer.pid`, `file.path` = `peer.exe`, `user.uid` = `peer.uid` (when any is known) |
 //! | `src_endpoint` | tcp: `ip` and `port` parsed from `peer.addr` (`name` = the raw address if it does not parse); unix: `svc_name` "unix", `name` = `peer.addr` |
 //! | `dst_endpoint.hostname` | `host` |
@@ -51,14 +51,21 @@
 //!
 //! `unmapped` carries, when not null: `kind`, `latency_us`, `bytes`,
 //! `backend_version`, `lease_hmac`, `cert_serial`, `error`, `detail`,
-//! `anomaly`, and the chain fields `hash`, `mac`, `prev`, `epoch`.
-//! Attributes whose source is null are left out.
+//! `anomaly`, `claimed_bot`, and the chain fields `hash`, `mac`, `prev`,
+//! `epoch`. Attributes whose source is null are left out.
+//!
+//! A host-level record (an `auth.failure`, a 401, or any record with
+//! `claimed_bot`; see [`super::query::host_level`]) has no verified
+//! identity: `actor.user.name`, `user.name` and `actor.app_name` are left
+//! out, and the name its certificate claimed goes to `unmapped.claimed_bot`
+//! only, also for logs whose `auth.failure` records carry it in `bot`. The
+//! message then reads "by unidentified peer (claimed: NAME)".
 
 use std::net::SocketAddr;
 
 use serde_json::{json, Map, Value};
 
-use super::query::{record_time, str_field};
+use super::query::{claimed_bot, record_time, str_field, verified_bot};
 
 const OCSF_VERSION: &str = "1.1.0";
 
@@ -73,7 +80,7 @@ pub fn to_ocsf(rec: &Value) -> Value {
     let kind = str_field(rec, "kind").unwrap_or("");
     let decision = str_field(rec, "decision").unwrap_or("");
     let status = rec.get("status").and_then(Value::as_u64);
-    let is_auth = kind == "auth.failure" || (kind == "request" && status == Some(401));
+    let is_auth = kind == "auth.failure" || status == Some(401);
 
     let mut ev = Map::new();
     let (activity_id, activity_name) = if is_auth {
@@ -160,7 +167,9 @@ pub fn to_ocsf(rec: &Value) -> Value {
     if !user.is_empty() {
         actor.insert("user".into(), Value::Object(user.clone()));
     }
-    put(&mut actor, "app_name", rec.get("bot"));
+    if let Some(bot) = verified_bot(rec) {
+        actor.insert("app_name".into(), json!(bot));
+    }
     if let Some(process) = peer.and_then(process) {
         actor.insert("process".into(), process);
     }
@@ -223,7 +232,13 @@ pub fn to_ocsf(rec: &Value) -> Value {
         "cert_serial",
         cert.and_then(|c| c.get("serial")),
     );
-    for key in ["error", "detail", "anomaly", "hash", "mac", "prev", "epoch"] {
+    for key in ["error", "detail", "anomaly"] {
+        put(&mut unmapped, key, rec.get(key));
+    }
+    if let Some(claim) = claimed_bot(rec) {
+        unmapped.insert("claimed_bot".into(), json!(claim));
+    }
+    for key in ["hash", "mac", "prev", "epoch"] {
         put(&mut unmapped, key, rec.get(key));
     }
     ev.insert("unmapped".into(), Value::Object(unmapped));
@@ -253,9 +268,10 @@ fn message(rec: &Value, kind: &str, decision: &str, status: Option<u64>) -> Stri
     if let Some(secret) = str_field(rec, "secret") {
         msg.push_str(&format!(" {secret}"));
     }
-    match str_field(rec, "bot") {
-        Some(bot) => msg.push_str(&format!(" by {bot}")),
-        None => msg.push_str(" by unidentified peer"),
+    match (verified_bot(rec), claimed_bot(rec)) {
+        (Some(bot), _) => msg.push_str(&format!(" by {bot}")),
+        (None, Some(claim)) => msg.push_str(&format!(" by unidentified peer (claimed: {claim})")),
+        (None, None) => msg.push_str(" by unidentified peer"),
     }
     msg.push_str(&format!(": {decision}"));
     if let Some(status) = status.filter(|s| *s != 0) {
@@ -269,7 +285,9 @@ fn message(rec: &Value, kind: &str, decision: &str, status: Option<u64>) -> Stri
 
 fn user(rec: &Value, cert: Option<&Value>) -> Map<String, Value> {
     let mut user = Map::new();
-    put(&mut user, "name", rec.get("bot"));
+    if let Some(bot) = verified_bot(rec) {
+        user.insert("name".into(), json!(bot));
+    }
     put(&mut user, "uid", cert.and_then(|c| c.get("sha256")));
     user
 }
@@ -413,6 +431,35 @@ mod tests {
         assert_eq!(ev["certificate"]["serial_number"], "99");
         assert!(ev.get("api").is_none());
         assert!(ev.get("resources").is_none());
+    }
+
+    #[test]
+    fn a_claimed_name_is_never_the_user() {
+        let mut old = auth_failure();
+        old["bot"] = json!("invoice-bot");
+        let mut new = auth_failure();
+        new["claimed_bot"] = json!("invoice-bot");
+        let mut revoked = secret_read();
+        revoked["status"] = json!(401);
+        revoked["decision"] = json!("deny");
+        revoked["reason"] = json!("certificate_revoked");
+        for rec in [old, new, revoked] {
+            let ev = to_ocsf(&rec);
+            assert_eq!(ev["class_uid"], 3002, "{rec}");
+            assert!(ev["actor"].get("app_name").is_none(), "{ev}");
+            assert!(ev["actor"]["user"].get("name").is_none(), "{ev}");
+            assert!(ev["user"].get("name").is_none(), "{ev}");
+            assert_eq!(ev["user"]["uid"], rec["cert"]["sha256"]);
+            assert_eq!(ev["unmapped"]["claimed_bot"], "invoice-bot");
+            let msg = ev["message"].as_str().unwrap();
+            assert!(
+                msg.contains("by unidentified peer (claimed: invoice-bot)"),
+                "{msg}"
+            );
+        }
+        assert!(to_ocsf(&secret_read())["unmapped"]
+            .get("claimed_bot")
+            .is_none());
     }
 
     #[test]

@@ -4,6 +4,15 @@
 //! Records are handled as `serde_json::Value`, so the query works on logs
 //! written by any record version that keeps the field names of the contract.
 //! A record that lacks a field simply does not match a filter on it.
+//!
+//! `bot` is a verified identity only. A host-level record ([`host_level`]: a
+//! refused handshake or an unauthenticated request) belongs to no bot,
+//! whatever its `bot` field says (logs written before `claimed_bot` existed
+//! put the certificate's name there): `--bot` never selects it, and the name
+//! it carries is shown and filtered as a claim (`--claimed-bot`).
+//!
+//! The table and CSV escape control characters ([`crate::text::escape`]), so
+//! a record is one line; JSON Lines and OCSF keep every value, JSON-escaped.
 
 use std::fmt;
 use std::io::{self, Write};
@@ -23,7 +32,7 @@ const TABLE_HEADER: [&str; 9] = [
     "TS", "SEQ", "KIND", "DECISION", "STATUS", "BOT", "SECRET", "REASON", "PEER",
 ];
 
-const CSV_HEADER: [&str; 19] = [
+const CSV_HEADER: [&str; 20] = [
     "ts",
     "seq",
     "id",
@@ -43,13 +52,17 @@ const CSV_HEADER: [&str; 19] = [
     "cert_sha256",
     "backend_path",
     "backend_version",
+    "claimed_bot",
 ];
 
 /// Which records to keep. Every field that is set must match; an empty
 /// filter keeps everything.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Filter {
+    /// The verified bot: host-level records never match.
     pub bot: Option<String>,
+    /// The name a host-level record's certificate claimed.
+    pub claimed_bot: Option<String>,
     pub secret: Option<String>,
     pub decision: Option<String>,
     pub kind: Option<String>,
@@ -79,7 +92,12 @@ impl Filter {
             None => true,
             Some(w) => str_field(rec, field) == Some(w.as_str()),
         };
-        if !(same(&self.bot, "bot")
+        let named = |want: &Option<String>, name: Option<&str>| match want {
+            None => true,
+            Some(w) => name == Some(w.as_str()),
+        };
+        if !(named(&self.bot, verified_bot(rec))
+            && named(&self.claimed_bot, claimed_bot(rec))
             && same(&self.secret, "secret")
             && same(&self.decision, "decision")
             && same(&self.kind, "kind"))
@@ -191,6 +209,48 @@ pub fn peer_label(rec: &Value) -> String {
     label
 }
 
+/// Whether a record is a host-level event rather than a bot's activity: a
+/// refused handshake (`auth.failure`), a request refused as unauthenticated
+/// (status 401), or any record with a `claimed_bot`. Such a record belongs to
+/// no bot, whatever its `bot` field says.
+pub fn host_level(rec: &Value) -> bool {
+    unverified(
+        str_field(rec, "kind").unwrap_or(""),
+        rec.get("status").and_then(Value::as_u64),
+        rec.get("claimed_bot").is_some_and(|c| !c.is_null()),
+    )
+}
+
+/// [`host_level`] from the fields it looks at, for readers that do not hold
+/// a `Value`.
+pub fn unverified(kind: &str, status: Option<u64>, has_claim: bool) -> bool {
+    kind == "auth.failure" || status == Some(401) || has_claim
+}
+
+/// The record's verified bot: `bot`, unless the record is host-level.
+pub fn verified_bot(rec: &Value) -> Option<&str> {
+    str_field(rec, "bot").filter(|_| !host_level(rec))
+}
+
+/// The name a host-level record's certificate claimed: `claimed_bot`, or
+/// `bot` in logs written before `claimed_bot` existed. Never an identity.
+pub fn claimed_bot(rec: &Value) -> Option<&str> {
+    if !host_level(rec) {
+        return None;
+    }
+    str_field(rec, "claimed_bot").or_else(|| str_field(rec, "bot"))
+}
+
+/// The BOT cell of a record: its verified bot, or `claimed: NAME` for a
+/// host-level record that named one; empty when neither.
+pub fn bot_label(rec: &Value) -> String {
+    match (verified_bot(rec), claimed_bot(rec)) {
+        (Some(bot), _) => bot.to_string(),
+        (None, Some(claim)) => format!("claimed: {claim}"),
+        (None, None) => String::new(),
+    }
+}
+
 /// `rec[field]` when it is a string.
 pub(crate) fn str_field<'a>(rec: &'a Value, field: &str) -> Option<&'a str> {
     rec.get(field).and_then(Value::as_str)
@@ -218,7 +278,8 @@ fn write_lines(
 ) -> io::Result<usize> {
     let mut n = 0;
     for rec in records {
-        serde_json::to_writer(&mut *out, &map(rec))?;
+        let line = serde_json::to_string(&map(rec)).map_err(io::Error::other)?;
+        out.write_all(crate::text::escape_json(&line).as_bytes())?;
         out.write_all(b"\n")?;
         n += 1;
     }
@@ -235,7 +296,7 @@ fn write_table(records: impl Iterator<Item = Value>, out: &mut dyn Write) -> io:
                 cell("kind"),
                 cell("decision"),
                 cell("status"),
-                cell("bot"),
+                table_cell(&bot_label(&rec)),
                 cell("secret"),
                 cell("reason"),
                 table_cell(&peer_label(&rec)),
@@ -274,19 +335,9 @@ fn table_cell(s: &str) -> String {
     if s.is_empty() {
         return "-".to_string();
     }
-    let clean: String = s
-        .chars()
-        .flat_map(|c| {
-            let escaped: Vec<char> = if c.is_control() {
-                c.escape_default().collect()
-            } else {
-                vec![c]
-            };
-            escaped
-        })
-        .collect();
+    let clean = crate::text::escape(s);
     if clean.chars().count() <= MAX_COLUMN {
-        return clean;
+        return clean.into_owned();
     }
     let mut cut: String = clean.chars().take(MAX_COLUMN - 1).collect();
     cut.push('…');
@@ -309,7 +360,7 @@ fn write_csv(records: impl Iterator<Item = Value>, out: &mut dyn Write) -> io::R
             scalar(rec.get("decision")),
             scalar(rec.get("status")),
             scalar(rec.get("latency_us")),
-            scalar(rec.get("bot")),
+            verified_bot(&rec).unwrap_or("").to_string(),
             scalar(rec.get("secret")),
             scalar(rec.get("reason")),
             scalar(peer.get("transport")),
@@ -320,21 +371,25 @@ fn write_csv(records: impl Iterator<Item = Value>, out: &mut dyn Write) -> io::R
             scalar(cert.get("sha256")),
             scalar(backend.get("path")),
             scalar(backend.get("version")),
+            claimed_bot(&rec).unwrap_or("").to_string(),
         ];
-        write_csv_row(out, fields.iter().map(String::as_str))?;
+        write_csv_row(out, fields.iter().map(|f| crate::text::escape(f)))?;
         n += 1;
     }
     Ok(n)
 }
 
 /// One CSV row, CRLF-terminated as RFC 4180 asks.
-fn write_csv_row<'a>(out: &mut dyn Write, fields: impl Iterator<Item = &'a str>) -> io::Result<()> {
+fn write_csv_row<S: AsRef<str>>(
+    out: &mut dyn Write,
+    fields: impl Iterator<Item = S>,
+) -> io::Result<()> {
     let mut line = String::new();
     for (i, f) in fields.enumerate() {
         if i > 0 {
             line.push(',');
         }
-        line.push_str(&csv_field(f));
+        line.push_str(&csv_field(f.as_ref()));
     }
     line.push_str("\r\n");
     out.write_all(line.as_bytes())
@@ -518,7 +573,125 @@ mod tests {
         let cell = table_cell(&long);
         assert_eq!(cell.chars().count(), MAX_COLUMN);
         assert!(cell.ends_with('…'));
-        assert_eq!(table_cell("a\u{1b}[2Jb"), "a\\u{1b}[2Jb");
+        assert_eq!(table_cell("a\u{1b}[2Jb"), "a\\x1b[2Jb");
+        assert_eq!(table_cell("/opt/x\n\u{9b}31m"), "/opt/x\\n\\u{9b}31m");
+    }
+
+    #[test]
+    fn csv_escapes_control_characters_one_record_one_line() {
+        let mut rec = record(0, "2026-11-27T10:00:00.000000Z", Some("a"), "allow");
+        rec["peer"]["exe"] = json!("/opt/x\n\u{1b}[31mFAKE LINE");
+        let (_, csv) = run(vec![rec], &Filter::default(), Format::Csv);
+        assert_eq!(csv.split("\r\n").count(), 3, "{csv}");
+        assert!(csv.contains(",/opt/x\\n\\x1b[31mFAKE LINE,"), "{csv}");
+    }
+
+    /// An `auth.failure` as 909baa2 wrote it: the unverified certificate's
+    /// name in `bot`.
+    fn old_auth_failure(claim: &str) -> Value {
+        json!({
+            "v": 1, "seq": 9, "ts": "2026-11-27T10:00:09.000000Z", "id": "a9", "host": "rpa-01",
+            "kind": "auth.failure", "decision": "deny", "status": 0, "latency_us": 90,
+            "bot": claim, "cert": {"sha256": "cd".repeat(32), "serial": "99", "not_after": null},
+            "peer": {"transport": "tcp", "addr": "203.0.113.7:40000", "pid": null, "uid": null, "exe": null},
+            "secret": null, "reason": "unknown_issuer"
+        })
+    }
+
+    #[test]
+    fn unverified_records_are_host_level_whatever_their_bot_says() {
+        let old = old_auth_failure("invoice-bot");
+        let mut new = old.clone();
+        new["bot"] = Value::Null;
+        new["claimed_bot"] = json!("invoice-bot");
+        let mut revoked = record(
+            3,
+            "2026-11-27T10:00:03.000000Z",
+            Some("invoice-bot"),
+            "deny",
+        );
+        revoked["status"] = json!(401);
+        revoked["reason"] = json!("certificate_revoked");
+        for rec in [&old, &new, &revoked] {
+            assert!(host_level(rec), "{rec}");
+            assert_eq!(verified_bot(rec), None);
+            assert_eq!(claimed_bot(rec), Some("invoice-bot"));
+            assert_eq!(bot_label(rec), "claimed: invoice-bot");
+        }
+        let real = record(
+            1,
+            "2026-11-27T10:00:01.000000Z",
+            Some("invoice-bot"),
+            "deny",
+        );
+        assert!(!host_level(&real));
+        assert_eq!(verified_bot(&real), Some("invoice-bot"));
+        assert_eq!(claimed_bot(&real), None);
+        let mut anonymous = old.clone();
+        anonymous["bot"] = Value::Null;
+        assert_eq!(bot_label(&anonymous), "");
+    }
+
+    #[test]
+    fn bot_filter_selects_verified_records_and_claimed_bot_the_claims() {
+        let real = record(
+            1,
+            "2026-11-27T10:00:01.000000Z",
+            Some("invoice-bot"),
+            "deny",
+        );
+        let old = old_auth_failure("invoice-bot");
+        let mut new = old.clone();
+        new["bot"] = Value::Null;
+        new["claimed_bot"] = json!("invoice-bot");
+        let by_bot = Filter {
+            bot: Some("invoice-bot".into()),
+            ..Filter::default()
+        };
+        let by_claim = Filter {
+            claimed_bot: Some("invoice-bot".into()),
+            ..Filter::default()
+        };
+        assert!(by_bot.matches(&real));
+        assert!(!by_bot.matches(&old) && !by_bot.matches(&new));
+        assert!(!by_claim.matches(&real));
+        assert!(by_claim.matches(&old) && by_claim.matches(&new));
+    }
+
+    #[test]
+    fn table_and_csv_show_a_claim_as_a_claim_on_one_line() {
+        let mut old = old_auth_failure("invoice-bot");
+        old["peer"]["exe"] = json!("/opt/x\n\u{1b}[31mFAKE LINE");
+        old["peer"]["addr"] = Value::Null;
+        let (_, table) = run(vec![old.clone()], &Filter::default(), Format::Table);
+        assert_eq!(table.lines().count(), 2, "{table}");
+        assert!(table.contains("claimed: invoice-bot"), "{table}");
+        assert!(table.contains("exe=/opt/x\\n\\x1b[31mFAKE LINE"), "{table}");
+        let (_, csv) = run(vec![old], &Filter::default(), Format::Csv);
+        let rows: Vec<&str> = csv.split("\r\n").collect();
+        assert_eq!(rows.len(), 3, "{csv}");
+        assert!(rows[0].ends_with(",backend_version,claimed_bot"));
+        assert!(
+            rows[1].contains(",deny,0,90,,,unknown_issuer,"),
+            "bot is empty: {}",
+            rows[1]
+        );
+        assert!(rows[1].ends_with(",invoice-bot"), "{}", rows[1]);
+        assert!(
+            rows[1].contains("/opt/x\\n\\x1b[31mFAKE LINE"),
+            "{}",
+            rows[1]
+        );
+        assert!(!csv.contains('\u{1b}'));
+    }
+
+    #[test]
+    fn jsonl_escapes_what_serde_json_leaves_raw() {
+        let mut rec = record(0, "2026-11-27T10:00:00.000000Z", Some("a"), "allow");
+        rec["peer"]["exe"] = json!("/opt/\u{9b}2J\u{7f}");
+        let (_, text) = run(vec![rec.clone()], &Filter::default(), Format::Jsonl);
+        assert!(text.contains("/opt/\\u009b2J\\u007f"), "{text}");
+        assert_eq!(serde_json::from_str::<Value>(text.trim_end()).unwrap(), rec);
     }
 
     #[test]
@@ -551,7 +724,7 @@ mod tests {
         assert_eq!(
             lines[1],
             "2026-11-27T10:00:00.000000Z,7,r7,rpa-01,secret.read,allow,200,812,\"b,1\",erp-db,,\
-             unix,,1001,42,\"/opt/\"\"odd\"\"\",abababababababababababababababababababababababababababababababab,kv/data/erp,3"
+             unix,,1001,42,\"/opt/\"\"odd\"\"\",abababababababababababababababababababababababababababababababab,kv/data/erp,3,"
         );
         assert_eq!(lines[2], "");
     }

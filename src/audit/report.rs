@@ -5,10 +5,16 @@
 //! loading anything, and every string taken from a record HTML-escaped.
 //!
 //! Sections: period, hosts and counts; chain status; a summary per bot;
-//! denials and authentication failures; anomalies; then per bot a timeline
+//! denials; unauthenticated attempts; anomalies; then per bot a timeline
 //! (inline SVG) and its latest accesses. Output size is bounded whatever the
-//! log size: tables keep only their latest rows and the timeline aggregates
-//! requests into at most 600 columns per bot.
+//! log size: tables keep only their latest rows or first groups, and the
+//! timeline aggregates requests into at most 600 columns per bot.
+//!
+//! Only verified identities are bots. Refused handshakes and unauthenticated
+//! requests ([`host_level`]) are the host's events: they are counted by
+//! source and reason in their own section, the bot name their certificate
+//! named is shown as a claim, and they never enter a bot's figures, even in
+//! logs whose `auth.failure` records still carry that name in `bot`.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt::Write as _;
@@ -17,7 +23,7 @@ use std::io::{self, BufWriter, Write};
 use jiff::Timestamp;
 use serde_json::Value;
 
-use super::query::{peer_label, record_time, scalar, str_field};
+use super::query::{claimed_bot, host_level, peer_label, record_time, scalar, str_field};
 
 /// Rows kept per bot in its access table (the latest ones).
 const ACCESS_ROWS_PER_BOT: usize = 200;
@@ -25,6 +31,10 @@ const ACCESS_ROWS_PER_BOT: usize = 200;
 const LIST_ROWS: usize = 500;
 /// Time buckets per timeline.
 const BUCKETS: usize = 600;
+/// Groups of unauthenticated attempts shown (source and reason).
+const ATTEMPT_GROUPS: usize = 500;
+/// Claimed names and certificates listed per group of attempts.
+const CLAIMS_PER_GROUP: usize = 10;
 
 /// Record kinds that are the server's own events rather than a peer's
 /// request; they do not count as requests of an unidentified peer.
@@ -91,7 +101,29 @@ struct View<'a> {
     bots: BTreeMap<&'a str, BotView<'a>>,
     unidentified: BotView<'a>,
     denials: Capped<'a>,
+    attempts: Attempts<'a>,
     anomalies: Capped<'a>,
+}
+
+/// Host-level events: refused handshakes and unauthenticated requests, by
+/// source and reason.
+#[derive(Default)]
+struct Attempts<'a> {
+    groups: BTreeMap<(String, &'a str), AttemptGroup<'a>>,
+    total: u64,
+    /// Attempts of groups beyond [`ATTEMPT_GROUPS`], not shown one by one.
+    ungrouped: u64,
+}
+
+#[derive(Default)]
+struct AttemptGroup<'a> {
+    count: u64,
+    first: Option<&'a str>,
+    last: Option<&'a str>,
+    claims: BTreeSet<&'a str>,
+    more_claims: bool,
+    certs: BTreeSet<&'a str>,
+    more_certs: bool,
 }
 
 /// The latest `LIST_ROWS` records of a kind, and how many there were.
@@ -114,6 +146,7 @@ impl<'a> View<'a> {
             bots: BTreeMap::new(),
             unidentified: BotView::default(),
             denials: Capped::default(),
+            attempts: Attempts::default(),
             anomalies: Capped::default(),
         };
 
@@ -141,6 +174,10 @@ impl<'a> View<'a> {
             let decision = str_field(rec, "decision");
             view.by_decision[decision_index(decision)] += 1;
             let kind = str_field(rec, "kind").unwrap_or("");
+            if host_level(rec) {
+                view.attempts.add(rec);
+                continue;
+            }
 
             let bot = match str_field(rec, "bot") {
                 Some(name) => Some(view.bots.entry(name).or_default()),
@@ -151,8 +188,7 @@ impl<'a> View<'a> {
                 bot.add(rec, decision, view.period);
             }
 
-            let status = rec.get("status").and_then(Value::as_u64);
-            if decision == Some("deny") || kind == "auth.failure" || status == Some(401) {
+            if decision == Some("deny") {
                 view.denials.push(rec);
             }
             if rec.get("anomaly").is_some_and(|a| !a.is_null()) {
@@ -168,6 +204,7 @@ impl<'a> View<'a> {
         render_chain(chain, page);
         self.render_summary(page);
         self.render_denials(page);
+        self.attempts.render(page);
         self.render_anomalies(page);
         self.render_bots(page);
         page.push_str("</main>\n</body>\n</html>\n");
@@ -249,9 +286,9 @@ impl<'a> View<'a> {
     }
 
     fn render_denials(&self, page: &mut String) {
-        page.push_str("<section>\n<h2>Denials and authentication failures</h2>\n");
+        page.push_str("<section>\n<h2>Denials</h2>\n");
         if self.denials.total == 0 {
-            page.push_str("<p class=\"note\">No denials or authentication failures recorded.</p>\n</section>\n");
+            page.push_str("<p class=\"note\">No denials recorded.</p>\n</section>\n");
             return;
         }
         self.denials.render_omitted(page);
@@ -508,6 +545,136 @@ impl<'a> BotView<'a> {
     }
 }
 
+// === impl Attempts ===
+
+impl<'a> Attempts<'a> {
+    fn add(&mut self, rec: &'a Value) {
+        self.total += 1;
+        let key = (attempt_source(rec), str_field(rec, "reason").unwrap_or(""));
+        if !self.groups.contains_key(&key) && self.groups.len() >= ATTEMPT_GROUPS {
+            self.ungrouped += 1;
+            return;
+        }
+        let g = self.groups.entry(key).or_default();
+        g.count += 1;
+        if let Some(ts) = str_field(rec, "ts") {
+            if g.first.is_none_or(|f| ts < f) {
+                g.first = Some(ts);
+            }
+            if g.last.is_none_or(|l| ts > l) {
+                g.last = Some(ts);
+            }
+        }
+        let capped_insert = |set: &mut BTreeSet<&'a str>, more: &mut bool, v: &'a str| {
+            if set.len() < CLAIMS_PER_GROUP || set.contains(v) {
+                set.insert(v);
+            } else {
+                *more = true;
+            }
+        };
+        if let Some(claim) = claimed_bot(rec) {
+            capped_insert(&mut g.claims, &mut g.more_claims, claim);
+        }
+        if let Some(sha) = rec.get("cert").and_then(|c| str_field(c, "sha256")) {
+            capped_insert(&mut g.certs, &mut g.more_certs, sha);
+        }
+    }
+
+    fn render(&self, page: &mut String) {
+        page.push_str("<section>\n<h2>Unauthenticated attempts</h2>\n");
+        if self.total == 0 {
+            page.push_str(
+                "<p class=\"note\">No refused handshakes or unauthenticated requests recorded.</p>\n</section>\n",
+            );
+            return;
+        }
+        let _ = writeln!(
+            page,
+            "<p class=\"note\">{} refused handshake{} and unauthenticated request{}, by source and reason. \
+             A claimed name is what an unverified certificate said; these attempts are not counted as \
+             any bot&#39;s activity.</p>",
+            self.total,
+            plural(self.total as usize),
+            plural(self.total as usize),
+        );
+        if self.ungrouped > 0 {
+            let _ = writeln!(
+                page,
+                "<p class=\"note\">Showing the first {} sources and reasons; {} more attempt{} from others are \
+                 counted above but not listed.</p>",
+                self.groups.len(),
+                self.ungrouped,
+                plural(self.ungrouped as usize),
+            );
+        }
+        page.push_str(
+            "<table>\n<thead><tr><th>Source</th><th>Reason</th><th class=\"num\">Attempts</th>\
+             <th>First (UTC)</th><th>Last (UTC)</th><th>Claimed bot</th>\
+             <th>Certificate SHA-256</th></tr></thead>\n<tbody>\n",
+        );
+        for ((source, reason), g) in &self.groups {
+            let mut claims = g
+                .claims
+                .iter()
+                .map(|c| format!("<span class=\"claim\">claimed: {}</span>", esc(c)))
+                .collect::<Vec<_>>()
+                .join("<br>");
+            let mut certs = g
+                .certs
+                .iter()
+                .map(|c| esc(&prefix(c, 16)))
+                .collect::<Vec<_>>()
+                .join("<br>");
+            for (list, more) in [(&mut claims, g.more_claims), (&mut certs, g.more_certs)] {
+                if more {
+                    list.push_str("<br><em>and others</em>");
+                }
+            }
+            let _ = writeln!(
+                page,
+                "<tr><td class=\"mono wrap\">{}</td><td>{}</td><td class=\"num\">{}</td>\
+                 <td class=\"mono\">{}</td><td class=\"mono\">{}</td><td class=\"name\">{claims}</td>\
+                 <td class=\"mono\">{certs}</td></tr>",
+                esc(source),
+                esc(reason),
+                g.count,
+                esc(g.first.unwrap_or("")),
+                esc(g.last.unwrap_or("")),
+            );
+        }
+        page.push_str("</tbody>\n</table>\n</section>\n");
+    }
+}
+
+/// Where an unauthenticated attempt came from: the address without its
+/// port for TCP (each connection has its own), the uid and executable for
+/// a unix socket.
+fn attempt_source(rec: &Value) -> String {
+    let Some(peer) = rec.get("peer").filter(|p| p.is_object()) else {
+        return "unknown".into();
+    };
+    match str_field(peer, "transport") {
+        Some("tcp") => match str_field(peer, "addr") {
+            Some(addr) => match addr.parse::<std::net::SocketAddr>() {
+                Ok(sa) => format!("tcp {}", sa.ip()),
+                Err(_) => format!("tcp {addr}"),
+            },
+            None => "tcp".into(),
+        },
+        Some(transport) => {
+            let mut label = transport.to_string();
+            for key in ["uid", "exe"] {
+                let v = scalar(peer.get(key));
+                if !v.is_empty() {
+                    label.push_str(&format!(" {key}={v}"));
+                }
+            }
+            label
+        }
+        None => "unknown".into(),
+    }
+}
+
 // === impl Capped ===
 
 impl<'a> Capped<'a> {
@@ -650,10 +817,11 @@ pub(crate) fn plural(n: usize) -> &'static str {
     }
 }
 
-/// HTML-escapes text for element content and quoted attribute values.
+/// HTML-escapes text for element content and quoted attribute values,
+/// control characters shown as escapes ([`crate::text::escape`]).
 pub(crate) fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
+    for c in crate::text::escape(s).chars() {
         match c {
             '&' => out.push_str("&amp;"),
             '<' => out.push_str("&lt;"),
@@ -709,6 +877,7 @@ tbody tr:nth-child(even) { background: #fafbfc; }
 .chain.ok .verdict { color: var(--ok); }
 .chain.bad .verdict { color: var(--err); }
 .chain .detail { margin: 0; white-space: pre-wrap; word-break: break-word; }
+.claim { color: var(--muted); font-style: italic; }
 svg.timeline { display: block; width: 100%; height: auto; margin: 4px 0 10px; }
 svg.timeline text { font-size: 11px; fill: var(--muted); }
 svg.timeline .lane { fill: #f3f4f6; }
@@ -901,5 +1070,100 @@ mod tests {
     #[test]
     fn esc_covers_the_five_characters() {
         assert_eq!(esc("&<>\"'x"), "&amp;&lt;&gt;&quot;&#39;x");
+    }
+
+    #[test]
+    fn esc_shows_control_characters_as_escapes() {
+        assert_eq!(
+            esc("/opt/x\n\u{1b}[31m<b>\u{9b}"),
+            "/opt/x\\n\\x1b[31m&lt;b&gt;\\u{9b}"
+        );
+    }
+
+    /// Refused handshakes from one address: as 909baa2 wrote them (the
+    /// claimed name in `bot`) and as they are written now.
+    fn attempts() -> Vec<Value> {
+        (0..4u64)
+            .map(|i| {
+                let mut r = record(
+                    10 + i,
+                    &format!("2026-11-27T09:3{i}:00.000000Z"),
+                    None,
+                    "deny",
+                );
+                r["kind"] = json!("auth.failure");
+                r["status"] = json!(0);
+                r["reason"] = json!("unknown_issuer");
+                r["secret"] = Value::Null;
+                r["cert"]["sha256"] = json!("ee".repeat(32));
+                r["peer"] = json!({"transport": "tcp", "addr": format!("203.0.113.7:{}", 40000 + i),
+                    "pid": null, "uid": null, "exe": null});
+                if i % 2 == 0 {
+                    r["bot"] = json!("invoice-bot");
+                } else {
+                    r["claimed_bot"] = json!("invoice-bot");
+                }
+                r
+            })
+            .collect()
+    }
+
+    #[test]
+    fn unauthenticated_attempts_are_the_hosts_not_the_claimed_bots() {
+        let mut recs = sample();
+        recs.extend(attempts());
+        let page = render(&recs, &ok_chain());
+        // invoice-bot made one request, allowed; the claims are not its.
+        assert!(
+            page.contains(
+                "<a href=\"#bot-1\">invoice-bot</a></td><td class=\"num\">1</td>\
+                 <td class=\"num\">1</td><td class=\"num\">0</td>"
+            ),
+            "{page}"
+        );
+        let section = page
+            .split("<h2>Unauthenticated attempts</h2>")
+            .nth(1)
+            .and_then(|s| s.split("</section>").next())
+            .expect("a section of its own");
+        assert!(section.contains("4 refused handshakes"), "{section}");
+        assert!(
+            section.contains(
+                "<td class=\"mono wrap\">tcp 203.0.113.7</td><td>unknown_issuer</td>\
+             <td class=\"num\">4</td>"
+            ),
+            "{section}"
+        );
+        assert!(section.contains("claimed: invoice-bot"), "{section}");
+        assert!(section.contains("2026-11-27T09:30:00.000000Z"));
+        assert!(section.contains("2026-11-27T09:33:00.000000Z"));
+        let denials = page.split("<h2>Denials</h2>").nth(1).unwrap();
+        let denials = denials.split("</section>").next().unwrap();
+        assert!(!denials.contains("unknown_issuer"), "{denials}");
+        let access = page
+            .split("<h3 id=\"bot-1\">invoice-bot</h3>")
+            .nth(1)
+            .unwrap();
+        assert!(
+            !access.contains("203.0.113.7"),
+            "invoice-bot's accesses hold no attempt"
+        );
+    }
+
+    #[test]
+    fn attempts_are_grouped_within_bounds() {
+        let recs: Vec<Value> = (0..(ATTEMPT_GROUPS as u64 + 20))
+            .map(|i| {
+                let mut r = attempts()[0].clone();
+                r["peer"]["addr"] = json!(format!("10.0.{}.{}:5000", i / 250, i % 250));
+                r
+            })
+            .collect();
+        let page = render(&recs, &ok_chain());
+        assert!(page.contains("20 more attempts from others"), "bounded");
+        assert_eq!(
+            page.matches("<td class=\"mono wrap\">tcp 10.0.").count(),
+            ATTEMPT_GROUPS
+        );
     }
 }

@@ -23,7 +23,8 @@ trap 'rm -f "$log"' EXIT
 status=0
 # Examples are built, then run by the client tests against a live botward.
 cargo build --examples --benches --locked
-cargo test --lib --tests --locked -- --test-threads=4 "$@" 2>&1 | tee "$log" || status=$?
+# --no-fail-fast: one failing test binary must not hide the others.
+cargo test --lib --tests --locked --no-fail-fast -- --test-threads=4 "$@" 2>&1 | tee "$log" || status=$?
 # One closing line for the whole run, summed over every test binary.
 awk '/^test result:/ { for (i = 1; i < NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      END { printf "%d passed, %d failed\n", p, f }' "$log"

@@ -168,7 +168,14 @@ impl Analyzer {
             _ => {}
         }
         if crate::audit::query::unverified(&r.kind, r.status, r.claimed_bot.is_some()) {
-            self.out.unauthenticated += 1;
+            // A summary of refusals botward summed stands for `count`.
+            let n = r
+                .detail
+                .as_ref()
+                .and_then(|d| d.pointer("/aggregated/count"))
+                .and_then(serde_json::Value::as_u64)
+                .unwrap_or(1);
+            self.out.unauthenticated += n;
             return;
         }
         let Some(bot) = r.bot.as_deref() else { return };

@@ -115,17 +115,37 @@ pub async fn handle(
         Ok(bot) => rec.bot = Some(bot.name.clone()),
         Err(_) => rec.claimed_bot = conn.claimed(),
     }
-    let result = match (route, auth) {
+    let mut result = match (route, auth) {
         (_, Err(e)) | (Err(e), _) => Err(e),
         (Ok(route), Ok(bot)) => {
             serve(route, bot, &conn, &rt, &shared, &mut rec, &id, &mut issued).await
         }
     };
-    if result.is_err() {
-        // A lease issued for a request that then failed (no such field, ...)
-        // is revoked at once: nobody received it.
+    // A reload that took effect while the request was served (a revoked
+    // certificate, a removed bot) is honoured before anything leaves.
+    if result.is_ok() {
+        let now_rt = shared.runtime();
+        if now_rt.generation != rt.generation {
+            match authenticate(&conn, &now_rt, jiff::Timestamp::now()) {
+                Ok(bot) if rec.bot.as_deref() == Some(bot.name.as_str()) => {}
+                Ok(_) => result = Err(ApiError::Unauthenticated("no_identity")),
+                Err(e) => result = Err(e),
+            }
+            if result.is_err() {
+                rec.claimed_bot = rec.bot.take();
+            }
+        }
+    }
+    if let Err(e) = &result {
+        // A lease issued for a request that then failed (no such field, an
+        // identity revoked meanwhile, ...) is revoked at once: nobody
+        // received it.
         if let Some(lease) = issued.take() {
-            shared.revoke_held(&lease, "request_failed").await;
+            let reason = match e {
+                ApiError::Unauthenticated(_) => "identity_revoked",
+                _ => "request_failed",
+            };
+            shared.revoke_held(&lease, reason).await;
         }
     }
     let (status, reply) = match result {
@@ -344,9 +364,19 @@ async fn serve(
             let nodes = rt.vault.health().await;
             let usable = crate::vault::Vault::usable(&nodes);
             let detail = serde_json::to_string(&nodes).unwrap_or_default();
-            if usable {
+            // Logged when it changes, so that bots polling health do not
+            // fill the operator's log.
+            let changed = {
+                let mut last = crate::lock(&shared.last_health);
+                let changed = *last != detail;
+                if changed {
+                    last.clone_from(&detail);
+                }
+                changed
+            };
+            if changed && usable {
                 tracing::info!(nodes = %detail, "Vault health");
-            } else {
+            } else if changed {
                 tracing::warn!(nodes = %detail, "Vault health: no usable address");
             }
             let vault = if usable { "ok" } else { "unreachable" };
@@ -429,12 +459,15 @@ async fn serve(
                     lease.ttl_seconds = lease.ttl_seconds.min(m.as_secs());
                 }
                 lease.renewable = lease.renewable && def.renew;
+                // The chain first, so that a reload that revokes it finds
+                // the lease with its chain.
+                shared.note_lease_chain(&held.id, conn.chain.clone());
                 if let Err(e) = tokio::task::block_in_place(|| shared.leases.insert(held.clone())) {
                     tracing::error!(error = %e, "Cannot record a lease in the ledger; revoking it");
                     let _ = rt.vault.revoke_lease(&held.id).await;
+                    shared.forget_lease(&held.id);
                     return Err(ApiError::AuditUnavailable);
                 }
-                shared.note_lease_chain(&held.id, conn.chain.clone());
                 *issued = Some(held);
             }
             drop(slot);

@@ -873,7 +873,7 @@ impl Validator<'_> {
         Limits {
             max_connections: get(&raw.max_connections, "max_connections", 1024, 1..=100_000)
                 as usize,
-            max_handshakes: get(&raw.max_handshakes, "max_handshakes", 256, 1..=100_000) as usize,
+            max_handshakes: get(&raw.max_handshakes, "max_handshakes", 256, 1..=10_000) as usize,
             max_connections_per_uid: get(
                 &raw.max_connections_per_uid,
                 "max_connections_per_uid",

@@ -26,6 +26,30 @@ pub const WINDOW: Duration = Duration::from_secs(10);
 /// table.
 const MAX_KEYS: usize = 1024;
 
+/// Full records per window, over all sources: past this, a new source's
+/// first refusal is only counted, into the `other` summary of its reason.
+/// An attacker with many addresses then costs a bounded number of records.
+const MAX_FULL_PER_WINDOW: u32 = 64;
+
+/// The source a TCP peer's refusals are summed under: every loopback
+/// address is one source (a local process may bind any of 127.0.0.0/8), an
+/// IPv6 address counts by its /64, and an IPv4 address by itself.
+pub fn source_of_ip(ip: std::net::IpAddr) -> String {
+    use std::net::IpAddr;
+    match ip {
+        ip if ip.is_loopback() => "loopback".into(),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) if v4.is_loopback() => "loopback".into(),
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
+        IpAddr::V4(v4) => v4.to_string(),
+    }
+}
+
 /// What one refusal is grouped by.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Key {
@@ -56,7 +80,15 @@ struct Window {
 /// The table of open windows.
 pub struct Refusals {
     window: Duration,
-    open: Mutex<HashMap<Key, Window>>,
+    open: Mutex<Table>,
+}
+
+#[derive(Default)]
+struct Table {
+    windows: HashMap<Key, Window>,
+    /// Full records written in the current budget window, and when it began.
+    full: u32,
+    budget_since: Option<Instant>,
 }
 
 // === impl Refusals ===
@@ -71,7 +103,7 @@ impl Refusals {
     pub fn new(window: Duration) -> Refusals {
         Refusals {
             window,
-            open: Mutex::new(HashMap::new()),
+            open: Mutex::new(Table::default()),
         }
     }
 
@@ -79,12 +111,38 @@ impl Refusals {
     /// `true` when it opens a window and must be recorded in full now, and
     /// `false` when it was counted into the window's summary.
     pub fn note(&self, mut key: Key, now: Instant, ts: &str) -> bool {
-        let mut open = crate::lock(&self.open);
-        if !open.contains_key(&key) && open.len() >= MAX_KEYS {
+        let mut table = crate::lock(&self.open);
+        if table
+            .budget_since
+            .is_none_or(|t| now.saturating_duration_since(t) >= self.window)
+        {
+            table.budget_since = Some(now);
+            table.full = 0;
+        }
+        let over_budget = table.full >= MAX_FULL_PER_WINDOW;
+        let known = table.windows.contains_key(&key);
+        if !known && (table.windows.len() >= MAX_KEYS || over_budget) {
             key.source = "other".into();
         }
+        let table = &mut *table;
+        let (window, full) = (self.window, &mut table.full);
+        let open = &mut table.windows;
+        if over_budget && !open.contains_key(&key) {
+            // Counted only: the summary of `other` carries it.
+            open.insert(
+                key,
+                Window {
+                    opened: now,
+                    count: 1,
+                    first: ts.to_owned(),
+                    last: ts.to_owned(),
+                },
+            );
+            return false;
+        }
+        let window_len = window;
         match open.get_mut(&key) {
-            Some(w) if now.saturating_duration_since(w.opened) < self.window => {
+            Some(w) if now.saturating_duration_since(w.opened) < window_len => {
                 if w.count == 0 {
                     w.first = ts.to_owned();
                 }
@@ -112,6 +170,7 @@ impl Refusals {
                         last: String::new(),
                     },
                 );
+                *full += 1;
                 true
             }
         }
@@ -129,7 +188,8 @@ impl Refusals {
     }
 
     fn take(&self, ended: impl Fn(&Window) -> bool) -> Vec<Summary> {
-        let mut open = crate::lock(&self.open);
+        let mut table = crate::lock(&self.open);
+        let open = &mut table.windows;
         let keys: Vec<Key> = open
             .iter()
             .filter(|(_, w)| ended(w))
@@ -219,8 +279,40 @@ mod tests {
         for i in 0..(MAX_KEYS + 500) {
             r.note(key(&format!("src-{i}"), "x"), t0, "t");
         }
-        assert!(crate::lock(&r.open).len() <= MAX_KEYS + 1);
+        assert!(crate::lock(&r.open).windows.len() <= MAX_KEYS + 1);
         let other = r.drain().into_iter().find(|s| s.key.source == "other");
-        assert_eq!(other.map(|s| s.count), Some(499));
+        // Past the budget of full records, every new source is counted.
+        assert_eq!(
+            other.map(|s| s.count),
+            Some((MAX_KEYS + 500) as u64 - u64::from(MAX_FULL_PER_WINDOW))
+        );
+    }
+
+    #[test]
+    fn many_sources_cost_a_bounded_number_of_full_records() {
+        let r = Refusals::new(Duration::from_secs(10));
+        let t0 = Instant::now();
+        let full = (0..10_000)
+            .filter(|i| r.note(key(&format!("10.0.{}.{}", i / 256, i % 256), "x"), t0, "t"))
+            .count();
+        assert_eq!(full, MAX_FULL_PER_WINDOW as usize);
+        let counted: u64 = r.drain().iter().map(|s| s.count).sum();
+        assert_eq!(full as u64 + counted, 10_000, "every refusal is counted");
+        // A new window gives a new budget.
+        assert!(r.note(key("10.9.9.9", "x"), t0 + Duration::from_secs(10), "t"));
+    }
+
+    #[test]
+    fn loopback_is_one_source_and_ipv6_counts_by_its_64() {
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        assert_eq!(source_of_ip(ip("127.0.0.1")), "loopback");
+        assert_eq!(source_of_ip(ip("127.3.2.1")), "loopback");
+        assert_eq!(source_of_ip(ip("::1")), "loopback");
+        assert_eq!(source_of_ip(ip("::ffff:127.0.0.9")), "loopback");
+        assert_eq!(source_of_ip(ip("203.0.113.7")), "203.0.113.7");
+        assert_eq!(
+            source_of_ip(ip("2001:db8:1:2:aaaa::1")),
+            source_of_ip(ip("2001:db8:1:2:bbbb::2"))
+        );
     }
 }

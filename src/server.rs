@@ -73,7 +73,17 @@ pub struct Shared {
     /// Leases being issued right now, per bot, counted against
     /// `max_leases` together with the ones held.
     issuing: Mutex<std::collections::HashMap<String, usize>>,
+    /// Leases that must go now (their bot's identity was revoked, their
+    /// request failed) but that Vault could not revoke: retried every
+    /// [`RETRY_NOW`] with their reason, not left until they expire.
+    revoke_now: Mutex<std::collections::HashMap<String, (&'static str, Instant)>>,
+    /// Vault's health as last reported to the log, so that polling bots do
+    /// not fill it.
+    pub last_health: Mutex<String>,
 }
+
+/// How often a lease in [`Shared::revoke_now`] is tried again.
+const RETRY_NOW: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// A place under a bot's `max_leases`, held while a lease is being issued.
 pub struct LeaseSlot<'a> {
@@ -160,9 +170,13 @@ impl Runtime {
         })
     }
 
-    /// The earliest time a configured CRL expires.
-    pub fn crl_next_update(&self) -> Option<jiff::Timestamp> {
-        self.crls.iter().filter_map(|c| c.next_update).min()
+    /// The earliest time after `now` at which a configured CRL expires.
+    pub fn crl_next_update(&self, now: jiff::Timestamp) -> Option<jiff::Timestamp> {
+        self.crls
+            .iter()
+            .filter_map(|c| c.next_update)
+            .filter(|u| *u > now)
+            .min()
     }
 
     /// The worst state of the configured CRLs at `now`.
@@ -203,6 +217,8 @@ impl Shared {
             refusals: Refusals::default(),
             lease_chains: Default::default(),
             issuing: Default::default(),
+            revoke_now: Default::default(),
+            last_health: Default::default(),
         })
     }
 
@@ -218,6 +234,14 @@ impl Shared {
     /// certificates do not load, is refused and the running one stays. Both
     /// outcomes are audited as `config.reload`.
     pub async fn reload(&self, trigger: &str) -> Result<(), String> {
+        self.reload_locked(trigger).await?;
+        // Outside the reload lock: one Vault call per lease to revoke must
+        // not hold up the next reload.
+        self.revoke_unverified_leases().await;
+        Ok(())
+    }
+
+    async fn reload_locked(&self, trigger: &str) -> Result<(), String> {
         let _guard = self.reload_lock.lock().await;
         let started = Instant::now();
         let old = self.runtime();
@@ -274,7 +298,6 @@ impl Shared {
                     warn!(warning = %w, "Config reloaded");
                 }
                 info!(trigger, "Config reloaded");
-                self.revoke_unverified_leases().await;
                 Ok(())
             }
         }
@@ -284,7 +307,7 @@ impl Shared {
     /// `reason` (`max_use`, `expired`, `shutdown`, `orphaned`, ...). A lease
     /// Vault cannot revoke now stays in the table and the ledger, to be
     /// tried again.
-    pub async fn revoke_held(&self, held: &crate::leases::Held, reason: &str) -> bool {
+    pub async fn revoke_held(&self, held: &crate::leases::Held, reason: &'static str) -> bool {
         let started = Instant::now();
         let rt = self.runtime();
         let result = rt.vault.revoke_lease(&held.id).await;
@@ -311,6 +334,9 @@ impl Shared {
                 rec.decision = Decision::Error;
                 rec.error = Some(e.to_string());
                 warn!(error = %e, reason, "Cannot revoke a lease; will retry");
+                if !matches!(reason, "max_use" | "expired" | "shutdown" | "orphaned") {
+                    lock(&self.revoke_now).insert(held.id.clone(), (reason, Instant::now() + RETRY_NOW));
+                }
                 if let Err(e) = tokio::task::block_in_place(|| {
                     self.leases.defer(&held.id, jiff::Timestamp::now())
                 }) {
@@ -327,16 +353,20 @@ impl Shared {
     }
 
     /// Revokes, as `identity_revoked`, every lease whose bot the current
-    /// config no longer registers, or whose certificate no longer verifies
-    /// under the current CA and CRLs or no longer names that bot.
+    /// config no longer registers, or whose certificate is now revoked, no
+    /// longer chains to the client CA, or no longer names that bot. The
+    /// chain is checked as of the lease's issue, so a certificate that has
+    /// merely expired since, or a CRL past its `nextUpdate`, revokes nothing.
     pub async fn revoke_unverified_leases(&self) {
         let rt = self.runtime();
-        let now = rustls::pki_types::UnixTime::now();
         for held in self.leases.all() {
             let chain = lock(&self.lease_chains).get(&held.id).cloned();
+            let issued = rustls::pki_types::UnixTime::since_unix_epoch(
+                std::time::Duration::from_secs(held.issued.as_second().max(0) as u64),
+            );
             let still = rt.config.bot(&held.bot).is_some()
                 && chain.as_deref().is_none_or(|chain| {
-                    verify_chain(&rt, chain, now).is_ok()
+                    verify_chain(&rt, chain, issued).is_ok()
                         && identity_of(&rt, chain).as_deref() == Some(held.bot.as_str())
                 });
             if !still {
@@ -354,13 +384,15 @@ impl Shared {
     /// Takes a place under `bot`'s `max_leases` for a lease about to be
     /// issued, counting the leases it holds and the ones being issued.
     pub fn lease_slot(&self, bot: &str, max: usize) -> Option<LeaseSlot<'_>> {
-        let held = self.leases.all().iter().filter(|h| h.bot == bot).count();
+        // Counted under the lock: a lease is in the table before its slot
+        // is given back, so no request can miss both.
         let mut issuing = lock(&self.issuing);
-        let n = issuing.entry(bot.to_owned()).or_default();
-        if held + *n >= max {
+        let held = self.leases.all().iter().filter(|h| h.bot == bot).count();
+        let n = issuing.get(bot).copied().unwrap_or(0);
+        if held + n >= max {
             return None;
         }
-        *n += 1;
+        issuing.insert(bot.to_owned(), n + 1);
         Some(LeaseSlot {
             shared: self,
             bot: bot.to_owned(),
@@ -412,8 +444,28 @@ impl Shared {
         }
     }
 
+    /// Tries again the leases in [`Shared::revoke_now`] whose retry is due.
+    pub async fn retry_revocations(&self) {
+        let now = Instant::now();
+        let due: Vec<(String, &'static str)> = lock(&self.revoke_now)
+            .iter()
+            .filter(|(_, (_, at))| *at <= now)
+            .map(|(id, (reason, _))| (id.clone(), *reason))
+            .collect();
+        for (id, reason) in due {
+            match self.leases.get(&id) {
+                Some(held) => {
+                    self.revoke_held(&held, reason).await;
+                }
+                None => {
+                    lock(&self.revoke_now).remove(&id);
+                }
+            }
+        }
+    }
+
     /// Revokes every lease botward still holds, e.g. at shutdown.
-    pub async fn revoke_all(&self, reason: &str) -> usize {
+    pub async fn revoke_all(&self, reason: &'static str) -> usize {
         let mut left = 0;
         for h in self.leases.all() {
             if !self.revoke_held(&h, reason).await {
@@ -426,6 +478,7 @@ impl Shared {
     /// Drops a revoked lease from the table, the ledger and the chains.
     pub fn forget_lease(&self, id: &str) {
         lock(&self.lease_chains).remove(id);
+        lock(&self.revoke_now).remove(id);
         if let Err(e) = tokio::task::block_in_place(|| self.leases.remove(id)) {
             warn!(error = %e, "Lease revoked but the ledger could not be updated");
         }
@@ -486,7 +539,7 @@ impl Conn {
             *v = Verified {
                 generation: rt.generation,
                 bot: identity_of(rt, &self.chain),
-                until: rt.crl_next_update().filter(|u| *u > now),
+                until: rt.crl_next_update(now),
             };
         }
         Ok(v.bot.clone())
@@ -648,18 +701,29 @@ pub async fn run(
 ) {
     let limits = shared.runtime().config.limits.clone();
     let (max_connections, max_handshakes) = fd_budget(&limits);
-    let permits = Arc::new(Semaphore::new(max_connections));
-    let handshakes = Arc::new(Handshakes::new(max_handshakes));
+    let caps = Caps {
+        permits: Arc::new(Semaphore::new(max_connections)),
+        waiting: Arc::new(Semaphore::new(max_handshakes)),
+    };
+    // TCP and the unix socket have a pool each: a flood over loopback TCP,
+    // where every local process is the same source, cannot take the unix
+    // socket's places, which are capped per uid.
+    let tcp_handshakes = Arc::new(Handshakes::new(max_handshakes));
+    let unix_handshakes = Arc::new(Handshakes::new(max_handshakes));
     let uids = Arc::new(UidCounts::new(limits.max_connections_per_uid));
     let graceful = GracefulShutdown::new();
+    let (stop_flusher, mut flusher_stopped) = tokio::sync::watch::channel(false);
     let flusher = {
         let shared = shared.clone();
-        AbortOnDrop(tokio::spawn(async move {
+        tokio::spawn(async move {
             loop {
-                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                tokio::select! {
+                    _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+                    _ = flusher_stopped.changed() => return,
+                }
                 shared.flush_refusals(false).await;
             }
-        }))
+        })
     };
     tokio::pin!(shutdown);
     let Listeners {
@@ -667,10 +731,6 @@ pub async fn run(
         #[cfg(unix)]
         unix,
     } = listeners;
-    let limits = Limits {
-        permits,
-        handshakes,
-    };
     loop {
         tokio::select! {
             r = accept_tcp(tcp.as_ref()) => match r {
@@ -678,8 +738,8 @@ pub async fn run(
                     let _ = stream.set_nodelay(true);
                     let peer = Peer { transport: Transport::Tcp, addr: Some(addr.to_string()), ..Peer::default() };
                     let accepted = Accepted { peer, facts: PeerFacts::default(), process: None, uid: None };
-                    let slot = limits.handshakes.admit();
-                    tokio::spawn(connection(stream, accepted, shared.clone(), graceful.watcher(), slot, limits.permits.clone()));
+                    let slot = tcp_handshakes.admit();
+                    tokio::spawn(connection(stream, accepted, shared.clone(), graceful.watcher(), slot, caps.clone()));
                 }
                 Err(e) => accept_error(e).await,
             },
@@ -691,15 +751,15 @@ pub async fn run(
                     match uids.take(uid) {
                         Some(guard) => {
                             accepted.uid = Some(guard);
-                            let slot = limits.handshakes.admit();
-                            tokio::spawn(connection(stream, accepted, shared.clone(), graceful.watcher(), slot, limits.permits.clone()));
+                            let slot = unix_handshakes.admit();
+                            tokio::spawn(connection(stream, accepted, shared.clone(), graceful.watcher(), slot, caps.clone()));
                         }
                         None => {
                             drop(stream);
                             let shared = shared.clone();
                             tokio::spawn(async move {
-                                auth_failure(&shared, accepted.peer, None, "uid_connection_limit",
-                                    "this uid holds as many connections as it may".into(), Instant::now()).await;
+                                let msg = "this uid holds as many connections as it may".into();
+                                auth_failure(&shared, accepted.peer, None, "uid_connection_limit", msg, Instant::now(), Summed::Yes).await;
                             });
                         }
                     }
@@ -727,7 +787,14 @@ pub async fn run(
     {
         warn!("Drain timed out; closing remaining connections");
     }
-    drop(flusher);
+    // Connections still in their handshake end within its timeout; their
+    // refusals belong in the final summaries.
+    let deadline = Instant::now() + limits.handshake_timeout + std::time::Duration::from_secs(1);
+    while !(tcp_handshakes.is_empty() && unix_handshakes.is_empty()) && Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let _ = stop_flusher.send(true);
+    let _ = flusher.await;
     shared.flush_refusals(true).await;
 }
 
@@ -751,10 +818,24 @@ fn fd_budget(limits: &crate::config::Limits) -> (usize, usize) {
     (conns, handshakes)
 }
 
-/// The caps shared by every connection.
-struct Limits {
+/// The caps shared by every connection past its handshake.
+#[derive(Clone)]
+struct Caps {
+    /// Connections being served (`limits.max_connections`).
     permits: Arc<Semaphore>,
-    handshakes: Arc<Handshakes>,
+    /// Connections waiting for one of those places, at most as many as may
+    /// be in their handshake.
+    waiting: Arc<Semaphore>,
+}
+
+/// Whether a refusal is summed with others of its source and reason.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Summed {
+    /// Before the peer proved anything: anyone can cause these.
+    Yes,
+    /// After a certificate verified: each is recorded in full, with its
+    /// certificate and process.
+    No,
 }
 
 /// What the accept loop learned about a connection.
@@ -782,19 +863,18 @@ async fn accept_unix(l: Option<&UnixListener>) -> io::Result<(tokio::net::UnixSt
     };
     let (stream, _) = l.accept().await?;
     let cred = stream.peer_cred()?;
-    let pid = cred.pid();
-    let process = pid.map(crate::process::Binding::read);
-    let exe = process.as_ref().and_then(|p| p.exe.clone());
+    // The process itself is read in the connection's task, after the uid
+    // cap: /proc reads stay off the accept loop.
     let peer = Peer {
         transport: Transport::Unix,
         addr: None,
-        pid,
+        pid: cred.pid(),
         uid: Some(cred.uid()),
-        exe: exe.as_ref().map(|e| capped_exe(e)),
+        exe: None,
     };
     let facts = PeerFacts {
         uid: Some(cred.uid()),
-        exe,
+        exe: None,
         via_unix: true,
     };
     Ok((
@@ -802,10 +882,21 @@ async fn accept_unix(l: Option<&UnixListener>) -> io::Result<(tokio::net::UnixSt
         Accepted {
             peer,
             facts,
-            process,
+            process: None,
             uid: None,
         },
     ))
+}
+
+/// Binds a unix-socket connection to the process behind its pid.
+fn bind_process(accepted: &mut Accepted) {
+    let Some(pid) = accepted.peer.pid.filter(|_| accepted.facts.via_unix) else {
+        return;
+    };
+    let process = crate::process::Binding::read(pid);
+    accepted.peer.exe = process.exe.as_ref().map(|e| capped_exe(e));
+    accepted.facts.exe = process.exe.clone();
+    accepted.process = Some(process);
 }
 
 #[cfg(not(unix))]
@@ -830,15 +921,16 @@ async fn accept_error(e: io::Error) {
 
 async fn connection<S>(
     stream: S,
-    accepted: Accepted,
+    mut accepted: Accepted,
     shared: Arc<Shared>,
     watcher: hyper_util::server::graceful::Watcher,
     mut slot: HandshakeSlot,
-    permits: Arc<Semaphore>,
+    caps: Caps,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let started = Instant::now();
+    bind_process(&mut accepted);
     let Accepted {
         peer,
         facts,
@@ -859,6 +951,8 @@ async fn connection<S>(
     };
     let handshake = HANDSHAKE_NOTE.scope(note.clone(), acceptor.accept(stream));
     let outcome = tokio::select! {
+        // A handshake that completed wins over an eviction at the same time.
+        biased;
         r = tokio::time::timeout(limits.handshake_timeout, handshake) => Some(r),
         _ = slot.evicted() => None,
     };
@@ -883,19 +977,19 @@ async fn connection<S>(
             let msg = rustls_err
                 .map(|r| r.to_string())
                 .unwrap_or_else(|| e.kind().to_string());
-            auth_failure(&shared, peer, seen, reason, msg, started).await;
+            auth_failure(&shared, peer, seen, reason, msg, started, Summed::Yes).await;
             return;
         }
         Some(Err(_)) => {
             let p = lock(&note).peer.take();
             let msg = "TLS handshake timed out".into();
-            auth_failure(&shared, peer, p, "tls_timeout", msg, started).await;
+            auth_failure(&shared, peer, p, "tls_timeout", msg, started, Summed::Yes).await;
             return;
         }
         None => {
             let p = lock(&note).peer.take();
             let msg = "evicted: too many connections in their TLS handshake".into();
-            auth_failure(&shared, peer, p, "handshake_evicted", msg, started).await;
+            auth_failure(&shared, peer, p, "handshake_evicted", msg, started, Summed::Yes).await;
             return;
         }
     };
@@ -907,7 +1001,7 @@ async fn connection<S>(
         .unwrap_or_default();
     let Some(der) = chain.first() else {
         let msg = "no client certificate".into();
-        auth_failure(&shared, peer, None, "no_client_certificate", msg, started).await;
+        auth_failure(&shared, peer, None, "no_client_certificate", msg, started, Summed::Yes).await;
         return;
     };
     let identity = identity::from_der(
@@ -918,15 +1012,27 @@ async fn connection<S>(
     // The process must still be the one that connected.
     if process.as_ref().is_some_and(|p| !p.still_holds()) {
         let msg = "the calling process changed during the handshake".into();
-        auth_failure(&shared, peer, Some(identity), "process_changed", msg, started).await;
+        auth_failure(&shared, peer, Some(identity), "process_changed", msg, started, Summed::No).await;
         return;
     }
     // A bot beyond max_connections waits a little for a place, then is
-    // refused.
-    let permit = tokio::time::timeout(limits.handshake_timeout, permits.acquire_owned()).await;
-    let Ok(Ok(permit)) = permit else {
+    // refused; only so many may wait.
+    let permit = match caps.permits.clone().try_acquire_owned() {
+        Ok(p) => Some(p),
+        Err(_) => match caps.waiting.clone().try_acquire_owned() {
+            Ok(_waiting) => {
+                let wait = caps.permits.clone().acquire_owned();
+                tokio::time::timeout(limits.handshake_timeout, wait)
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+            }
+            Err(_) => None,
+        },
+    };
+    let Some(permit) = permit else {
         let msg = "botward holds as many connections as it may".into();
-        auth_failure(&shared, peer, Some(identity), "too_many_connections", msg, started).await;
+        auth_failure(&shared, peer, Some(identity), "too_many_connections", msg, started, Summed::No).await;
         return;
     };
     debug!(bot = ?identity.bot, transport = ?peer.transport, "Accepted TLS connection");
@@ -938,7 +1044,7 @@ async fn connection<S>(
     let verified = Verified {
         generation: rt.generation,
         bot: identity.bot,
-        until: rt.crl_next_update(),
+        until: rt.crl_next_update(jiff::Timestamp::now()),
     };
     drop(rt);
     let conn = Arc::new(Conn {
@@ -982,6 +1088,7 @@ async fn auth_failure(
     reason: &'static str,
     message: String,
     started: Instant,
+    summed: Summed,
 ) {
     let ts = crate::audit::now_rfc3339();
     let key = refusals::Key {
@@ -989,8 +1096,8 @@ async fn auth_failure(
         source: source_of(&peer),
         reason,
     };
-    if !shared.refusals.note(key, Instant::now(), &ts) {
-        debug!(reason, "TLS handshake refused (counted)");
+    if summed == Summed::Yes && !shared.refusals.note(key, Instant::now(), &ts) {
+        debug!(reason, "Connection refused (counted)");
         return;
     }
     let mut rec = Record::new(
@@ -1025,7 +1132,7 @@ fn source_of(peer: &Peer) -> String {
             .addr
             .as_deref()
             .and_then(|a| a.parse::<std::net::SocketAddr>().ok())
-            .map(|a| a.ip().to_string())
+            .map(|a| refusals::source_of_ip(a.ip()))
             .unwrap_or_else(|| "tcp".into()),
         Transport::Unix => match peer.uid {
             Some(uid) => format!("uid:{uid}"),
@@ -1077,8 +1184,9 @@ struct PendingSet {
 }
 
 struct Pending {
-    /// Set once the client sent its first bytes.
-    sent: Arc<std::sync::atomic::AtomicBool>,
+    /// 0 until the connection's task first read from it; then 1 + the
+    /// bytes the client has sent so far.
+    sent: Arc<std::sync::atomic::AtomicU64>,
     evict: tokio::sync::oneshot::Sender<()>,
 }
 
@@ -1086,7 +1194,7 @@ struct Pending {
 struct HandshakeSlot {
     id: u64,
     set: Arc<Handshakes>,
-    sent: Arc<std::sync::atomic::AtomicBool>,
+    sent: Arc<std::sync::atomic::AtomicU64>,
     evicted: Option<tokio::sync::oneshot::Receiver<()>>,
 }
 
@@ -1098,17 +1206,27 @@ impl Handshakes {
         }
     }
 
-    /// A place for a new connection. When every place is taken, the oldest
-    /// connection that has sent nothing yet is evicted, or else the oldest.
+    /// A place for a new connection. When every place is taken, one is
+    /// evicted: first a connection that was read from and has sent less
+    /// than a ClientHello (idle or trickling), the fewest bytes and then
+    /// the oldest first; then one not read from yet (under load its task
+    /// may not have run), oldest first; a connection that has sent a
+    /// ClientHello or more, as a bot's has within one round trip, last.
     fn admit(self: &Arc<Self>) -> HandshakeSlot {
         use std::sync::atomic::Ordering;
+        /// Fewer bytes than the smallest ClientHello.
+        const TRICKLE: u64 = 64;
+        let rank = |id: u64, p: &Pending| match p.sent.load(Ordering::Relaxed) {
+            0 => (1, 0, id),
+            n if n - 1 < TRICKLE => (0, n - 1, id),
+            n => (2, n - 1, id),
+        };
         let mut set = lock(&self.inner);
         if set.pending.len() >= self.cap {
             let victim = set
                 .pending
                 .iter()
-                .find(|(_, p)| !p.sent.load(Ordering::Relaxed))
-                .or_else(|| set.pending.iter().next())
+                .min_by_key(|(id, p)| rank(**id, p))
                 .map(|(id, _)| *id);
             if let Some(p) = victim.and_then(|id| set.pending.remove(&id)) {
                 let _ = p.evict.send(());
@@ -1116,7 +1234,7 @@ impl Handshakes {
         }
         let id = set.next;
         set.next += 1;
-        let sent = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let sent = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let (tx, rx) = tokio::sync::oneshot::channel();
         set.pending.insert(
             id,
@@ -1131,6 +1249,12 @@ impl Handshakes {
             sent,
             evicted: Some(rx),
         }
+    }
+}
+
+impl Handshakes {
+    fn is_empty(&self) -> bool {
+        lock(&self.inner).pending.is_empty()
     }
 }
 
@@ -1154,11 +1278,11 @@ impl Drop for HandshakeSlot {
     }
 }
 
-/// Notes when the client sends its first bytes, so that idle connections
-/// are the first to be evicted.
+/// Counts the bytes a client sends during its handshake, so that idle and
+/// trickling connections are the first to be evicted.
 struct FirstBytes<S> {
     inner: S,
-    seen: Option<Arc<std::sync::atomic::AtomicBool>>,
+    seen: Option<Arc<std::sync::atomic::AtomicU64>>,
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for FirstBytes<S> {
@@ -1167,11 +1291,16 @@ impl<S: AsyncRead + Unpin> AsyncRead for FirstBytes<S> {
         cx: &mut std::task::Context<'_>,
         buf: &mut tokio::io::ReadBuf<'_>,
     ) -> std::task::Poll<io::Result<()>> {
+        use std::sync::atomic::Ordering;
         let before = buf.filled().len();
         let r = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
-        if buf.filled().len() > before {
-            if let Some(seen) = self.seen.take() {
-                seen.store(true, std::sync::atomic::Ordering::Relaxed);
+        let read = (buf.filled().len() - before) as u64;
+        if let Some(seen) = &self.seen {
+            // The first poll marks the connection as read from (1), then
+            // every byte counts.
+            let _ = seen.compare_exchange(0, 1, Ordering::Relaxed, Ordering::Relaxed);
+            if read > 0 {
+                seen.fetch_add(read, Ordering::Relaxed);
             }
         }
         r
@@ -1273,6 +1402,7 @@ pub async fn reap_leases(shared: Arc<Shared>, every: std::time::Duration) {
             .runtime()
             .kv_cache
             .evict_expired(std::time::Instant::now());
+        shared.retry_revocations().await;
         let now = jiff::Timestamp::now();
         for h in shared.leases.due(now) {
             let reason = if h.max_until.is_some_and(|m| m <= now && m <= h.expires) {

@@ -549,15 +549,26 @@ impl<'a> BotView<'a> {
 
 impl<'a> Attempts<'a> {
     fn add(&mut self, rec: &'a Value) {
-        self.total += 1;
+        // A summary of refusals botward summed stands for `count` of them,
+        // between its `first` and `last`.
+        let summed = rec.get("detail").and_then(|d| d.get("aggregated"));
+        let n = summed
+            .and_then(|a| a.get("count"))
+            .and_then(Value::as_u64)
+            .unwrap_or(1);
+        self.total += n;
         let key = (attempt_source(rec), str_field(rec, "reason").unwrap_or(""));
         if !self.groups.contains_key(&key) && self.groups.len() >= ATTEMPT_GROUPS {
-            self.ungrouped += 1;
+            self.ungrouped += n;
             return;
         }
         let g = self.groups.entry(key).or_default();
-        g.count += 1;
-        if let Some(ts) = str_field(rec, "ts") {
+        g.count += n;
+        let times = match summed {
+            Some(a) => [str_field(a, "first"), str_field(a, "last")],
+            None => [str_field(rec, "ts"), str_field(rec, "ts")],
+        };
+        for ts in times.into_iter().flatten() {
             if g.first.is_none_or(|f| ts < f) {
                 g.first = Some(ts);
             }
@@ -1106,6 +1117,22 @@ mod tests {
                 r
             })
             .collect()
+    }
+
+    #[test]
+    fn a_summary_of_summed_refusals_counts_as_all_of_them() {
+        let mut recs = sample();
+        let mut summary = attempts()[0].clone();
+        summary["detail"] = json!({"aggregated": {"count": 499, "first": "2026-11-27T09:30:01.000000Z", "last": "2026-11-27T09:30:09.000000Z", "window_s": 10, "source": "127.0.0.1"}});
+        recs.push(attempts()[0].clone());
+        recs.push(summary);
+        let page = render(&recs, &ok_chain());
+        let section = page
+            .split("<h2>Unauthenticated attempts</h2>")
+            .nth(1)
+            .unwrap();
+        assert!(section.contains(">500<"), "{section}");
+        assert!(section.contains("2026-11-27T09:30:09"), "{section}");
     }
 
     #[test]

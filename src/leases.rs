@@ -360,8 +360,7 @@ fn replay(bytes: &[u8], path: &Path) -> io::Result<HashMap<String, Held>> {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidData,
                     format!(
-                        "lease ledger {} is corrupt at line {}: {e}; it lists leases that must be revoked, so botward does not start without it",
-                        path.display(),
+                        "corrupt at line {} ({e}); it may list leases still to be revoked, so botward starts only once it is repaired, or its leases are revoked by hand and it is moved aside",
                         n + 1
                     ),
                 ))

@@ -15,9 +15,9 @@
 //! revokes a token's leases with it), and at shutdown. A token from
 //! `token_file` is the operator's and is never revoked.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -304,7 +304,8 @@ impl Vault {
     pub async fn revoke_tokens(&self) {
         self.closed.store(true, Ordering::Release);
         let _guard = self.login_lock.lock().await;
-        let mut sessions: Vec<Arc<Session>> = self.session.write().await.take().into_iter().collect();
+        let mut sessions: Vec<Arc<Session>> =
+            self.session.write().await.take().into_iter().collect();
         let kept = std::mem::take(&mut *issued_under());
         for s in kept.into_values() {
             if !sessions.iter().any(|k| Arc::ptr_eq(k, &s)) {
@@ -672,9 +673,15 @@ impl Session {
         }
         let generation = self.generation;
         match outcome {
-            Ok(()) => info!(generation, why, "Revoked a Vault token botward no longer needs"),
+            Ok(()) => info!(
+                generation,
+                why, "Revoked a Vault token botward no longer needs"
+            ),
             Err(VaultError::Status { code: 403, .. }) => {
-                info!(generation, why, "A Vault token botward no longer needs was already invalid")
+                info!(
+                    generation,
+                    why, "A Vault token botward no longer needs was already invalid"
+                )
             }
             Err(error) => {
                 warn!(%error, generation, why, "Cannot revoke a Vault token botward no longer needs; it lapses at its TTL")

@@ -59,9 +59,9 @@ struct Table {
 /// The ledger file, open for appending.
 struct Journal {
     path: PathBuf,
-    /// `None` after a failed write, or a compaction whose rename may not be
-    /// durable: the file's end is then unknown, so the next change compacts
-    /// instead of appending.
+    /// `None` after a failed write or compaction: the file's end, or
+    /// whether the file in place survives a crash, is then unknown, so the
+    /// next change compacts instead of appending.
     file: Option<File>,
     /// Entries in the file, live or not.
     entries: usize,
@@ -296,35 +296,12 @@ impl Journal {
                 lease: Cow::Borrowed(h),
             })?);
         }
-        let mut tmp = self.path.as_os_str().to_owned();
-        tmp.push(".tmp");
-        let tmp = PathBuf::from(tmp);
-        let _ = std::fs::remove_file(&tmp);
-        let mut opts = std::fs::OpenOptions::new();
-        opts.append(true).create_new(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            opts.mode(0o600);
-        }
-        let written = opts.open(&tmp).and_then(|mut f| {
-            f.write_all(&body)?;
-            f.sync_data()?;
-            Ok(f)
-        });
-        let file = match written.and_then(|f| std::fs::rename(&tmp, &self.path).map(|()| f)) {
-            Ok(f) => f,
-            Err(e) => {
-                let _ = std::fs::remove_file(&tmp);
-                return Err(e);
-            }
-        };
-        // The old file is gone: until the rename is durable, appending to
-        // either file could be lost.
+        // Closed first (Windows renames over an open file badly); should
+        // anything below fail, the next change compacts again.
         self.file = None;
+        crate::state_file::replace_durably(&self.path, &body, 0o600)?;
         self.entries = live.len();
-        sync_dir(&self.path)?;
-        self.file = Some(file);
+        self.file = Some(std::fs::OpenOptions::new().append(true).open(&self.path)?);
         Ok(())
     }
 }
@@ -387,23 +364,6 @@ fn replay(bytes: &[u8], path: &Path) -> io::Result<HashMap<String, Held>> {
         }
     }
     Ok(held)
-}
-
-/// Makes a rename in `path`'s directory durable.
-fn sync_dir(path: &Path) -> io::Result<()> {
-    #[cfg(unix)]
-    {
-        let dir = match path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d,
-            _ => Path::new("."),
-        };
-        File::open(dir)?.sync_all()
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = path;
-        Ok(())
-    }
 }
 
 /// Parses a duration like `15m`, `90s`, `2h` or `1h30m`.

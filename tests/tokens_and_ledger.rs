@@ -34,6 +34,14 @@ fn approle_tokens(h: &Harness) -> Vec<String> {
         .collect()
 }
 
+/// Waits until one AppRole token is live, and it is none of `old`.
+fn wait_for_one_token_besides(h: &Harness, old: &[String], what: &str) {
+    wait_until(what, Duration::from_secs(10), || {
+        let now = approle_tokens(h);
+        now.len() == 1 && !old.contains(&now[0])
+    });
+}
+
 fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
     let start = Instant::now();
     while !f() {
@@ -195,14 +203,7 @@ fn a_replaced_token_is_revoked_and_one_stays_live() {
         "{}",
         b.log_text()
     );
-    wait_until(
-        "the replaced token is revoked",
-        Duration::from_secs(10),
-        || {
-            let now = approle_tokens(&h);
-            now.len() == 1 && now != first
-        },
-    );
+    wait_for_one_token_besides(&h, &first, "the replaced token is revoked");
     assert_eq!(b.get_json(&h, &bot, "/v1/secrets/erp-db").0, 200);
 
     // A reload that changes the Vault settings replaces the client: its
@@ -225,14 +226,7 @@ fn a_replaced_token_is_revoked_and_one_stays_live() {
         reloads("allow") > done
     });
     assert_eq!(b.get_json(&h, &bot, "/v1/secrets/erp-db").0, 200);
-    wait_until(
-        "the old client's token is revoked",
-        Duration::from_secs(10),
-        || {
-            let now = approle_tokens(&h);
-            now.len() == 1 && now != before_reload
-        },
-    );
+    wait_for_one_token_besides(&h, &before_reload, "the old client's token is revoked");
 
     // The token revoked behind botward's back: one fresh login (the new
     // client has not logged in again yet, so this is not refused as too
@@ -285,14 +279,7 @@ fn a_replaced_token_stays_live_while_a_lease_issued_under_it_is_held() {
     // Its last lease released, the old token goes.
     let a = b.call(&h, &h.bot("invoice-bot"), "DELETE", &lease_path(&lease));
     assert_eq!(a.status, 204);
-    wait_until(
-        "the replaced token is revoked",
-        Duration::from_secs(10),
-        || {
-            let now = approle_tokens(&h);
-            now.len() == 1 && now != first
-        },
-    );
+    wait_for_one_token_besides(&h, &first, "the replaced token is revoked");
     assert_eq!(h.db_leases(), 0);
 }
 

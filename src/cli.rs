@@ -413,6 +413,8 @@ pub async fn serve_until(
             "Some leases could not be revoked; the next start retries them"
         );
     }
+    // Revoking a token needs the token, so it goes after the leases.
+    shared.runtime().vault.revoke_tokens().await;
     shared
         .audit_event("server.stop", Decision::Allow, None, None)
         .await;

@@ -7,6 +7,19 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 pub fn replace(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
+    write_and_rename(path, bytes, mode)?;
+    let _ = sync_dir(path);
+    Ok(())
+}
+
+/// [`replace`], failing also when the directory cannot be synced: once it
+/// returns, the new contents survive a crash.
+pub fn replace_durably(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
+    write_and_rename(path, bytes, mode)?;
+    sync_dir(path)
+}
+
+fn write_and_rename(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
     let tmp = PathBuf::from(tmp);
@@ -24,15 +37,23 @@ pub fn replace(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
     f.write_all(bytes)?;
     f.sync_data()?;
     drop(f);
-    std::fs::rename(&tmp, path)?;
-    if let Some(dir) = path.parent() {
-        if let Ok(d) = std::fs::File::open(if dir.as_os_str().is_empty() {
-            Path::new(".")
-        } else {
-            dir
-        }) {
-            let _ = d.sync_all();
-        }
+    std::fs::rename(&tmp, path)
+}
+
+/// Syncs the directory holding `path`, which makes a rename in it durable.
+/// Windows cannot open a directory as a file; NTFS journals the rename.
+fn sync_dir(path: &Path) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        std::fs::File::open(dir)?.sync_all()
     }
-    Ok(())
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        Ok(())
+    }
 }

@@ -7,10 +7,18 @@
 //! when a new login replaces it. vaultrs errors are reduced to
 //! [`VaultError`], which keeps status codes and Vault's error strings but never
 //! a response body.
+//!
+//! A token botward got by logging in (AppRole, cert) is revoked with
+//! `auth/token/revoke-self` once botward no longer needs it: when a newer
+//! login replaced it, or its client was replaced by a reload, and the last
+//! request using it and the last lease issued under it are gone (Vault
+//! revokes a token's leases with it), and at shutdown. A token from
+//! `token_file` is the operator's and is never revoked.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -43,6 +51,8 @@ pub struct Vault {
     preferred: AtomicUsize,
     /// One circuit breaker per address.
     breakers: Vec<Breaker>,
+    /// Set once the tokens are revoked at shutdown: no login after that.
+    closed: AtomicBool,
 }
 
 /// A circuit breaker for one address: after a failure the address is left
@@ -63,12 +73,26 @@ const BREAKER_BASE: Duration = Duration::from_millis(100);
 const BREAKER_MAX: Duration = Duration::from_secs(10);
 const PROBE_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// One login: a client per address, all carrying the same token.
+/// One login: a client per address, all carrying the same token. A
+/// revocable session revokes its token when the last reference to it is
+/// dropped.
 struct Session {
     clients: Vec<VaultClient>,
     generation: u64,
     timing: Mutex<Timing>,
+    /// Whether botward got the token by logging in, and so may revoke it.
+    revocable: bool,
+    /// Set once revocation was tried, so that it is tried only once.
+    revoked: AtomicBool,
+    /// Limit of one revocation call per address.
+    timeout: Duration,
 }
+
+/// The login each lease was issued under, process-wide so that it outlives
+/// a `Vault` a reload replaced. Vault revokes a token's leases with the
+/// token, so a replaced token stays live while a lease issued under it is
+/// held.
+static ISSUED_UNDER: Mutex<BTreeMap<String, Arc<Session>>> = Mutex::new(BTreeMap::new());
 
 /// When to renew the token and when it expires; `None` for tokens without a
 /// TTL.
@@ -129,6 +153,7 @@ impl Vault {
             last_login: Mutex::new(None),
             preferred: AtomicUsize::new(0),
             breakers: (0..cfg_len).map(|_| Breaker::default()).collect(),
+            closed: AtomicBool::new(false),
         }))
     }
 
@@ -140,8 +165,13 @@ impl Vault {
     /// dynamic secret.
     pub async fn read(&self, def: &SecretDef) -> Result<Fetched, VaultError> {
         let path = backend_path(def);
-        let mut raw = self.call(|c| Box::pin(read_raw(c, path.clone()))).await?;
+        let (mut raw, session) = self
+            .call_on(|c| Box::pin(read_raw(c, path.clone())))
+            .await?;
         let lease_id = std::mem::take(&mut raw.lease_id);
+        if !lease_id.is_empty() && session.revocable {
+            issued_under().insert(lease_id.clone(), session);
+        }
         let (lease_duration, renewable) = (raw.lease_duration, raw.renewable);
         let mut data = raw.data.take().ok_or(VaultError::BadResponse("no data"))?;
         let (fields, version) = match &def.source {
@@ -177,7 +207,8 @@ impl Vault {
         })
     }
 
-    /// Revokes a lease at once.
+    /// Revokes a lease at once. The login it was issued under, if a newer
+    /// one replaced it and this was its last lease, is revoked next.
     pub async fn revoke_lease(&self, lease_id: &str) -> Result<(), VaultError> {
         let body =
             serde_json::to_vec(&serde_json::json!({ "lease_id": lease_id })).unwrap_or_default();
@@ -188,7 +219,9 @@ impl Vault {
             };
             Box::pin(vaultrs::api::exec_with_empty(c, ep))
         })
-        .await
+        .await?;
+        issued_under().remove(lease_id);
+        Ok(())
     }
 
     /// Renews a lease by `increment` seconds; Vault may grant less.
@@ -263,11 +296,27 @@ impl Vault {
         nodes.iter().any(|h| h.reachable && h.sealed != Some(true))
     }
 
-    /// Drops the current token, wiping every copy botward and vaultrs hold.
-    /// Used at shutdown.
-    pub async fn forget_token(&self) {
-        let old = self.session.write().await.take();
-        drop(old);
+    /// Revokes every token botward got by logging in, waiting for Vault's
+    /// answers, and wipes them: the current one, and those kept for leases
+    /// issued under them. No login follows. Used at shutdown, after the
+    /// leases are revoked; a lease Vault could not revoke then goes with its
+    /// token, and the next start finds it gone.
+    pub async fn revoke_tokens(&self) {
+        self.closed.store(true, Ordering::Release);
+        let _guard = self.login_lock.lock().await;
+        let mut sessions: Vec<Arc<Session>> =
+            self.session.write().await.take().into_iter().collect();
+        let kept = std::mem::take(&mut *issued_under());
+        for s in kept.into_values() {
+            if !sessions.iter().any(|k| Arc::ptr_eq(k, &s)) {
+                sessions.push(s);
+            }
+        }
+        for s in sessions {
+            if s.take_revocation() {
+                s.revoke_now("shutdown").await;
+            }
+        }
     }
 
     /// Logs in now, so that configuration problems show at start.
@@ -333,15 +382,25 @@ impl Vault {
     where
         F: for<'c> Fn(&'c VaultClient) -> VaultFuture<'c, T>,
     {
+        self.call_on(op).await.map(|(t, _)| t)
+    }
+
+    /// [`Vault::call`], also returning the session that answered.
+    async fn call_on<T, F>(&self, op: F) -> Result<(T, Arc<Session>), VaultError>
+    where
+        F: for<'c> Fn(&'c VaultClient) -> VaultFuture<'c, T>,
+    {
         let session = self.session().await?;
         match self.on_nodes(&session, &op).await {
             Err(VaultError::Status { code: 403, .. }) => {
                 info!("Vault refused botward's token; logging in again");
                 self.relogin(session.generation, false).await?;
+                drop(session);
                 let session = self.session().await?;
-                self.on_nodes(&session, &op).await
+                let t = self.on_nodes(&session, &op).await?;
+                Ok((t, session))
             }
-            other => other,
+            other => other.map(|t| (t, session)),
         }
     }
 
@@ -409,6 +468,9 @@ impl Vault {
     /// [`RELOGIN_MIN_INTERVAL`] are refused.
     async fn relogin(&self, generation: u64, force: bool) -> Result<(), VaultError> {
         let _guard = self.login_lock.lock().await;
+        if self.closed.load(Ordering::Acquire) {
+            return Err(VaultError::Unavailable("botward is shutting down".into()));
+        }
         let current = self.generation.load(Ordering::Acquire);
         let have_session = self.session.read().await.is_some();
         if current != generation && have_session {
@@ -428,13 +490,15 @@ impl Vault {
         let session = self.login(next).await?;
         let old = self.session.write().await.replace(Arc::new(session));
         self.generation.store(next, Ordering::Release);
-        drop(old);
         info!(generation = next, "Logged in to Vault");
+        // Revoked once the requests and leases still using it are done.
+        drop(old);
         Ok(())
     }
 
     async fn login(&self, generation: u64) -> Result<Session, VaultError> {
         let mut clients = self.clients()?;
+        let revocable = !matches!(self.cfg.auth, VaultAuth::Token { .. });
         let token = match &self.cfg.auth {
             VaultAuth::Token { token_file } => read_credential(token_file)?,
             VaultAuth::AppRole {
@@ -444,11 +508,7 @@ impl Vault {
             } => {
                 let role_id = read_credential(role_id_file)?;
                 let secret_id = read_credential(secret_id_file)?;
-                let unauth = Session {
-                    clients: self.clients()?,
-                    generation,
-                    timing: Mutex::default(),
-                };
+                let unauth = Session::new(self.clients()?, generation, self.cfg.timeout);
                 let mut auth = self
                     .on_nodes(&unauth, |c| {
                         let (m, r, s) = (mount.clone(), role_id.clone(), secret_id.clone());
@@ -461,11 +521,7 @@ impl Vault {
             }
             VaultAuth::Cert { mount, name, .. } => {
                 // The certificate itself is presented by the HTTP client.
-                let unauth = Session {
-                    clients: self.clients()?,
-                    generation,
-                    timing: Mutex::default(),
-                };
+                let unauth = Session::new(self.clients()?, generation, self.cfg.timeout);
                 let mut auth = self
                     .on_nodes(&unauth, |c| {
                         let (m, n) = (mount.clone(), name.clone());
@@ -482,11 +538,9 @@ impl Vault {
             c.set_token(token.as_str());
         }
         drop(token);
-        let session = Session {
-            clients,
-            generation,
-            timing: Mutex::default(),
-        };
+        let mut session = Session::new(clients, generation, self.cfg.timeout);
+        // From here on a failure revokes the fresh token as it is dropped.
+        session.revocable = revocable;
         let mut info = self
             .on_nodes(&session, |c| Box::pin(vaultrs::token::lookup_self(c)))
             .await
@@ -579,18 +633,89 @@ impl Breaker {
 // === impl Session ===
 
 impl Session {
+    fn new(clients: Vec<VaultClient>, generation: u64, timeout: Duration) -> Session {
+        Session {
+            clients,
+            generation,
+            timing: Mutex::default(),
+            revocable: false,
+            revoked: AtomicBool::new(false),
+            timeout,
+        }
+    }
+
     fn timing(&self) -> Timing {
         *self.timing.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether revoking the token is worth a call: botward got it by
+    /// logging in, it has not expired, and no revocation was tried yet.
+    fn take_revocation(&self) -> bool {
+        self.revocable
+            && self.timing().expires_at.is_none_or(|t| t > Instant::now())
+            && !self.revoked.swap(true, Ordering::AcqRel)
+    }
+
+    /// Revokes the token with `auth/token/revoke-self`, trying each address
+    /// in turn until one answers, and logs the outcome (never the token).
+    async fn revoke_now(&self, why: &'static str) {
+        let mut outcome = Err(VaultError::Unavailable("no Vault address".into()));
+        for c in &self.clients {
+            let address = c.settings.address.as_str().trim_end_matches('/').to_owned();
+            outcome = match tokio::time::timeout(self.timeout, vaultrs::token::revoke_self(c)).await
+            {
+                Err(_) => Err(VaultError::Unavailable(format!("{address} timed out"))),
+                Ok(r) => r.map_err(|e| classify(e, &address)),
+            };
+            if !matches!(outcome, Err(VaultError::Unavailable(_))) {
+                break;
+            }
+        }
+        let generation = self.generation;
+        match outcome {
+            Ok(()) => info!(
+                generation,
+                why, "Revoked a Vault token botward no longer needs"
+            ),
+            Err(VaultError::Status { code: 403, .. }) => {
+                info!(
+                    generation,
+                    why, "A Vault token botward no longer needs was already invalid"
+                )
+            }
+            Err(error) => {
+                warn!(%error, generation, why, "Cannot revoke a Vault token botward no longer needs; it lapses at its TTL")
+            }
+        }
     }
 }
 
 impl Drop for Session {
     fn drop(&mut self) {
+        // The last reference is gone: revoke the token in the background,
+        // without holding up whoever dropped it. The task's copy is not
+        // revocable itself, so it only wipes the token when it is done.
+        if self.take_revocation() {
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                let rest = Session::new(
+                    std::mem::take(&mut self.clients),
+                    self.generation,
+                    self.timeout,
+                );
+                rt.spawn(async move {
+                    rest.revoke_now("replaced").await;
+                });
+            }
+        }
         for c in &mut self.clients {
             c.settings.token.zeroize();
             c.middle.token.zeroize();
         }
     }
+}
+
+fn issued_under() -> std::sync::MutexGuard<'static, BTreeMap<String, Arc<Session>>> {
+    ISSUED_UNDER.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// When to renew and when the token expires, from its TTL in seconds. A TTL

@@ -387,7 +387,7 @@ impl Shared {
         // Counted under the lock: a lease is in the table before its slot
         // is given back, so no request can miss both.
         let mut issuing = lock(&self.issuing);
-        let held = self.leases.all().iter().filter(|h| h.bot == bot).count();
+        let held = self.leases.count_for(bot);
         let n = issuing.get(bot).copied().unwrap_or(0);
         if held + n >= max {
             return None;

@@ -381,7 +381,8 @@ async fn serve(
             }
             let vault = if usable { "ok" } else { "unreachable" };
             let crl = rt.crl_state(jiff::Timestamp::now()).as_str();
-            let body = serde_json::json!({"status": "ok", "vault": vault, "crl": crl, "request_id": id});
+            let body =
+                serde_json::json!({"status": "ok", "vault": vault, "crl": crl, "request_id": id});
             Ok(Reply::Json(json(&body, 256)))
         }
         Route::Secret { name, field } => {
@@ -754,7 +755,6 @@ fn json_str_len(s: &str) -> usize {
         })
         .sum::<usize>()
 }
-
 
 #[cfg(test)]
 mod tests {

@@ -1106,7 +1106,10 @@ impl Validator<'_> {
                 None => DEFAULT_MAX_LEASES,
                 Some(m) if (1..=10_000).contains(m.get_ref()) => *m.get_ref() as usize,
                 Some(m) => {
-                    self.problem(m, format!("bot {name:?}: max_leases must be between 1 and 10000"));
+                    self.problem(
+                        m,
+                        format!("bot {name:?}: max_leases must be between 1 and 10000"),
+                    );
                     DEFAULT_MAX_LEASES
                 }
             };

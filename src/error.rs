@@ -298,7 +298,11 @@ mod tests {
         assert_eq!(other.message_for_bot(), none.message_for_bot());
         assert_eq!(other.status(), none.status());
         assert_eq!(other.code(), none.code());
-        assert_ne!(other.reason(), none.reason(), "the audit record keeps the difference");
+        assert_ne!(
+            other.reason(),
+            none.reason(),
+            "the audit record keeps the difference"
+        );
     }
 
     #[test]

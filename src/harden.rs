@@ -57,6 +57,8 @@ pub fn raise_fd_limit() -> Option<u64> {
             lim.rlim_cur = lim.rlim_max;
         }
     }
+    // rlim_t is not u64 on every unix.
+    #[allow(clippy::unnecessary_cast)]
     Some(lim.rlim_cur as u64)
 }
 

@@ -337,14 +337,16 @@ mod tests {
         let scheduled = bot(&["erp-db"], sched, vec![]);
         let pinned = bot(&["erp-db"], None, rule());
 
-        let cases: Vec<(
-            &str,
-            Option<&BotDef>,
-            Request,
-            &PeerFacts,
+        /// Name, bot, request, peer, time and the decision expected.
+        type Case<'a> = (
+            &'a str,
+            Option<&'a BotDef>,
+            Request<'a>,
+            &'a PeerFacts,
             Timestamp,
             Decision,
-        )> = vec![
+        );
+        let cases: Vec<Case> = vec![
             (
                 "unknown bot",
                 None,

@@ -105,7 +105,10 @@ mod tests {
         assert!(!other_exe.still_holds());
         let gone = Binding::read(i32::MAX);
         assert!(gone.exe.is_none());
-        let was_there = Binding { pid: i32::MAX, ..me };
+        let was_there = Binding {
+            pid: i32::MAX,
+            ..me
+        };
         assert!(!was_there.still_holds());
     }
 }

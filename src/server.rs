@@ -245,7 +245,11 @@ impl Shared {
         let _guard = self.reload_lock.lock().await;
         let started = Instant::now();
         let old = self.runtime();
-        let mut rec = Record::new("config.reload", crate::audit::request_id(), self.audit.host());
+        let mut rec = Record::new(
+            "config.reload",
+            crate::audit::request_id(),
+            self.audit.host(),
+        );
         let outcome = match Config::load(&self.config_path) {
             Err(problems) => Err(problems.0.iter().map(|p| p.to_string()).collect::<Vec<_>>()),
             Ok(new) => {
@@ -285,10 +289,7 @@ impl Shared {
                 // Publish, then record; a change that cannot be recorded is
                 // rolled back. Once the record is in the log, the change is
                 // live.
-                let previous = std::mem::replace(
-                    &mut *crate::write(&self.runtime),
-                    Arc::new(rt),
-                );
+                let previous = std::mem::replace(&mut *crate::write(&self.runtime), Arc::new(rt));
                 if self.audit.write(rec).await.is_err() {
                     *crate::write(&self.runtime) = previous;
                     warn!("Config reload rolled back: its audit record could not be written");
@@ -311,7 +312,11 @@ impl Shared {
         let started = Instant::now();
         let rt = self.runtime();
         let result = rt.vault.revoke_lease(&held.id).await;
-        let mut rec = Record::new("lease.release", crate::audit::request_id(), self.audit.host());
+        let mut rec = Record::new(
+            "lease.release",
+            crate::audit::request_id(),
+            self.audit.host(),
+        );
         rec.bot = Some(held.bot.clone());
         rec.secret = Some(held.secret.clone());
         rec.reason = Some(reason.to_owned());
@@ -335,7 +340,8 @@ impl Shared {
                 rec.error = Some(e.to_string());
                 warn!(error = %e, reason, "Cannot revoke a lease; will retry");
                 if !matches!(reason, "max_use" | "expired" | "shutdown" | "orphaned") {
-                    lock(&self.revoke_now).insert(held.id.clone(), (reason, Instant::now() + RETRY_NOW));
+                    lock(&self.revoke_now)
+                        .insert(held.id.clone(), (reason, Instant::now() + RETRY_NOW));
                 }
                 if let Err(e) = tokio::task::block_in_place(|| {
                     self.leases.defer(&held.id, jiff::Timestamp::now())
@@ -532,9 +538,9 @@ impl Conn {
         let mut v = lock(&self.verified);
         let stale = v.generation != rt.generation || v.until.is_some_and(|u| u <= now);
         if stale {
-            let unix = rustls::pki_types::UnixTime::since_unix_epoch(std::time::Duration::from_secs(
-                now.as_second().max(0) as u64,
-            ));
+            let unix = rustls::pki_types::UnixTime::since_unix_epoch(
+                std::time::Duration::from_secs(now.as_second().max(0) as u64),
+            );
             verify_chain(rt, &self.chain, unix)?;
             *v = Verified {
                 generation: rt.generation,
@@ -570,7 +576,12 @@ fn verify_chain(
 /// The bot name a chain's certificate gives under `rt`'s identity rules.
 fn identity_of(rt: &Runtime, chain: &[CertificateDer<'static>]) -> Option<String> {
     let der = chain.first()?;
-    identity::from_der(der, &rt.config.tls.trust_domain, rt.config.tls.allow_cn_fallback).bot
+    identity::from_der(
+        der,
+        &rt.config.tls.trust_domain,
+        rt.config.tls.allow_cn_fallback,
+    )
+    .bot
 }
 
 fn restart_only_changes(old: &Config, new: &Config) -> Vec<String> {
@@ -989,7 +1000,16 @@ async fn connection<S>(
         None => {
             let p = lock(&note).peer.take();
             let msg = "evicted: too many connections in their TLS handshake".into();
-            auth_failure(&shared, peer, p, "handshake_evicted", msg, started, Summed::Yes).await;
+            auth_failure(
+                &shared,
+                peer,
+                p,
+                "handshake_evicted",
+                msg,
+                started,
+                Summed::Yes,
+            )
+            .await;
             return;
         }
     };
@@ -1001,7 +1021,16 @@ async fn connection<S>(
         .unwrap_or_default();
     let Some(der) = chain.first() else {
         let msg = "no client certificate".into();
-        auth_failure(&shared, peer, None, "no_client_certificate", msg, started, Summed::Yes).await;
+        auth_failure(
+            &shared,
+            peer,
+            None,
+            "no_client_certificate",
+            msg,
+            started,
+            Summed::Yes,
+        )
+        .await;
         return;
     };
     let identity = identity::from_der(
@@ -1012,7 +1041,16 @@ async fn connection<S>(
     // The process must still be the one that connected.
     if process.as_ref().is_some_and(|p| !p.still_holds()) {
         let msg = "the calling process changed during the handshake".into();
-        auth_failure(&shared, peer, Some(identity), "process_changed", msg, started, Summed::No).await;
+        auth_failure(
+            &shared,
+            peer,
+            Some(identity),
+            "process_changed",
+            msg,
+            started,
+            Summed::No,
+        )
+        .await;
         return;
     }
     // A bot beyond max_connections waits a little for a place, then is
@@ -1032,7 +1070,16 @@ async fn connection<S>(
     };
     let Some(permit) = permit else {
         let msg = "botward holds as many connections as it may".into();
-        auth_failure(&shared, peer, Some(identity), "too_many_connections", msg, started, Summed::No).await;
+        auth_failure(
+            &shared,
+            peer,
+            Some(identity),
+            "too_many_connections",
+            msg,
+            started,
+            Summed::No,
+        )
+        .await;
         return;
     };
     debug!(bot = ?identity.bot, transport = ?peer.transport, "Accepted TLS connection");

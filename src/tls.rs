@@ -177,7 +177,10 @@ fn crl_next_update(der: &[u8]) -> Result<Option<jiff::Timestamp>, String> {
     let (_, crl) = x509_parser::revocation_list::CertificateRevocationList::from_der(der)
         .map_err(|e| format!("bad CRL: {e}"))?;
     crl.next_update()
-        .map(|t| jiff::Timestamp::from_second(t.timestamp()).map_err(|e| format!("bad CRL nextUpdate: {e}")))
+        .map(|t| {
+            jiff::Timestamp::from_second(t.timestamp())
+                .map_err(|e| format!("bad CRL nextUpdate: {e}"))
+        })
         .transpose()
 }
 

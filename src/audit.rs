@@ -641,6 +641,25 @@ pub fn truncate(s: &str, max: usize) -> String {
     s[..end].to_owned()
 }
 
+/// The source a TCP peer's refusals are summed under: every loopback
+/// address is one source (a local process may bind any of 127.0.0.0/8), an
+/// IPv6 address counts by its /64, and an IPv4 address by itself.
+pub fn source_of_ip(ip: std::net::IpAddr) -> String {
+    use std::net::IpAddr;
+    match ip {
+        ip if ip.is_loopback() => "loopback".into(),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) if v4.is_loopback() => "loopback".into(),
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
+        IpAddr::V4(v4) => v4.to_string(),
+    }
+}
+
 /// The current time as RFC 3339 UTC with microseconds.
 pub fn now_rfc3339() -> String {
     rfc3339_micros(jiff::Timestamp::now())

@@ -31,24 +31,7 @@ const MAX_KEYS: usize = 1024;
 /// An attacker with many addresses then costs a bounded number of records.
 const MAX_FULL_PER_WINDOW: u32 = 64;
 
-/// The source a TCP peer's refusals are summed under: every loopback
-/// address is one source (a local process may bind any of 127.0.0.0/8), an
-/// IPv6 address counts by its /64, and an IPv4 address by itself.
-pub fn source_of_ip(ip: std::net::IpAddr) -> String {
-    use std::net::IpAddr;
-    match ip {
-        ip if ip.is_loopback() => "loopback".into(),
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) if v4.is_loopback() => "loopback".into(),
-            Some(v4) => v4.to_string(),
-            None => {
-                let s = v6.segments();
-                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
-            }
-        },
-        IpAddr::V4(v4) => v4.to_string(),
-    }
-}
+pub use crate::audit::source_of_ip;
 
 /// What one refusal is grouped by.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -68,13 +51,36 @@ pub struct Summary {
     /// RFC 3339 times of the first and last counted refusal.
     pub first: String,
     pub last: String,
+    /// The bot names the counted refusals' certificates claimed, at most
+    /// [`MAX_CLAIMS`] of them.
+    pub claims: Vec<String>,
 }
+
+/// Distinct claimed names kept per window.
+pub const MAX_CLAIMS: usize = 8;
 
 struct Window {
     opened: Instant,
     count: u64,
     first: String,
     last: String,
+    claims: Vec<String>,
+}
+
+impl Window {
+    fn counted(&mut self, ts: &str, claim: Option<&str>) {
+        if self.count == 0 {
+            self.first = ts.to_owned();
+        }
+        self.count += 1;
+        self.last.clear();
+        self.last.push_str(ts);
+        if let Some(c) = claim {
+            if self.claims.len() < MAX_CLAIMS && !self.claims.iter().any(|k| k == c) {
+                self.claims.push(c.to_owned());
+            }
+        }
+    }
 }
 
 /// The table of open windows.
@@ -110,7 +116,7 @@ impl Refusals {
     /// Notes one refusal at `now` (`ts` is its RFC 3339 time). Returns
     /// `true` when it opens a window and must be recorded in full now, and
     /// `false` when it was counted into the window's summary.
-    pub fn note(&self, mut key: Key, now: Instant, ts: &str) -> bool {
+    pub fn note(&self, mut key: Key, now: Instant, ts: &str, claim: Option<&str>) -> bool {
         let mut table = crate::lock(&self.open);
         if table
             .budget_since
@@ -129,35 +135,28 @@ impl Refusals {
         let open = &mut table.windows;
         if over_budget && !open.contains_key(&key) {
             // Counted only: the summary of `other` carries it.
-            open.insert(
-                key,
-                Window {
-                    opened: now,
-                    count: 1,
-                    first: ts.to_owned(),
-                    last: ts.to_owned(),
-                },
-            );
+            let mut w = Window {
+                opened: now,
+                count: 0,
+                first: String::new(),
+                last: String::new(),
+                claims: Vec::new(),
+            };
+            w.counted(ts, claim);
+            open.insert(key, w);
             return false;
         }
         let window_len = window;
         match open.get_mut(&key) {
             Some(w) if now.saturating_duration_since(w.opened) < window_len => {
-                if w.count == 0 {
-                    w.first = ts.to_owned();
-                }
-                w.count += 1;
-                w.last.clear();
-                w.last.push_str(ts);
+                w.counted(ts, claim);
                 false
             }
             // A window that ended but was not collected yet: its summary is
             // still owed, so this refusal joins it rather than starting a
             // new window behind its back.
             Some(w) if w.count > 0 => {
-                w.count += 1;
-                w.last.clear();
-                w.last.push_str(ts);
+                w.counted(ts, claim);
                 false
             }
             _ => {
@@ -168,6 +167,7 @@ impl Refusals {
                         count: 0,
                         first: String::new(),
                         last: String::new(),
+                        claims: Vec::new(),
                     },
                 );
                 *full += 1;
@@ -204,6 +204,7 @@ impl Refusals {
                         count: w.count,
                         first: w.first,
                         last: w.last,
+                        claims: w.claims,
                     });
                 }
             }
@@ -230,9 +231,9 @@ mod tests {
         let r = Refusals::new(Duration::from_secs(10));
         let t0 = Instant::now();
         let k = key("127.0.0.1", "connection_closed");
-        assert!(r.note(k.clone(), t0, "t0"));
+        assert!(r.note(k.clone(), t0, "t0", None));
         for i in 1..=999u64 {
-            assert!(!r.note(k.clone(), t0 + Duration::from_millis(i), "tn"));
+            assert!(!r.note(k.clone(), t0 + Duration::from_millis(i), "tn", None));
         }
         // Nothing is due before the window ends.
         assert!(r.due(t0 + Duration::from_secs(9)).is_empty());
@@ -241,17 +242,17 @@ mod tests {
         assert_eq!(due[0].count, 999);
         assert_eq!(due[0].key, k);
         // The next refusal opens a new window and is recorded in full.
-        assert!(r.note(k, t0 + Duration::from_secs(11), "t11"));
+        assert!(r.note(k, t0 + Duration::from_secs(11), "t11", None));
     }
 
     #[test]
     fn sources_and_reasons_are_counted_apart() {
         let r = Refusals::new(Duration::from_secs(10));
         let t0 = Instant::now();
-        assert!(r.note(key("127.0.0.1", "a"), t0, "x"));
-        assert!(r.note(key("127.0.0.1", "b"), t0, "x"));
-        assert!(r.note(key("127.0.0.2", "a"), t0, "x"));
-        assert!(!r.note(key("127.0.0.2", "a"), t0, "y"));
+        assert!(r.note(key("127.0.0.1", "a"), t0, "x", None));
+        assert!(r.note(key("127.0.0.1", "b"), t0, "x", None));
+        assert!(r.note(key("127.0.0.2", "a"), t0, "x", None));
+        assert!(!r.note(key("127.0.0.2", "a"), t0, "y", None));
         let all = r.drain();
         assert_eq!(all.len(), 1, "only the window that counted owes a summary");
         assert_eq!(all[0].key.source, "127.0.0.2");
@@ -259,14 +260,29 @@ mod tests {
     }
 
     #[test]
+    fn a_summary_keeps_the_names_its_refusals_claimed() {
+        let r = Refusals::new(Duration::from_secs(10));
+        let t0 = Instant::now();
+        let k = key("203.0.113.7", "unknown_issuer");
+        assert!(r.note(k.clone(), t0, "a", Some("invoice-bot")));
+        for i in 0..20 {
+            let claim = format!("bot-{}", i % 10);
+            r.note(k.clone(), t0, "b", Some(&claim));
+        }
+        let s = r.drain().pop().unwrap();
+        assert_eq!(s.count, 20);
+        assert_eq!(s.claims.len(), MAX_CLAIMS, "bounded");
+    }
+
+    #[test]
     fn a_late_collection_loses_no_count() {
         let r = Refusals::new(Duration::from_secs(10));
         let t0 = Instant::now();
         let k = key("127.0.0.1", "tls_timeout");
-        assert!(r.note(k.clone(), t0, "a"));
-        assert!(!r.note(k.clone(), t0 + Duration::from_secs(1), "b"));
+        assert!(r.note(k.clone(), t0, "a", None));
+        assert!(!r.note(k.clone(), t0 + Duration::from_secs(1), "b", None));
         // The window ended, but nobody collected it yet.
-        assert!(!r.note(k.clone(), t0 + Duration::from_secs(30), "c"));
+        assert!(!r.note(k.clone(), t0 + Duration::from_secs(30), "c", None));
         let due = r.due(t0 + Duration::from_secs(30));
         assert_eq!(due[0].count, 2);
         assert_eq!(due[0].last, "c");
@@ -277,7 +293,7 @@ mod tests {
         let r = Refusals::new(Duration::from_secs(10));
         let t0 = Instant::now();
         for i in 0..(MAX_KEYS + 500) {
-            r.note(key(&format!("src-{i}"), "x"), t0, "t");
+            r.note(key(&format!("src-{i}"), "x"), t0, "t", None);
         }
         assert!(crate::lock(&r.open).windows.len() <= MAX_KEYS + 1);
         let other = r.drain().into_iter().find(|s| s.key.source == "other");
@@ -293,13 +309,25 @@ mod tests {
         let r = Refusals::new(Duration::from_secs(10));
         let t0 = Instant::now();
         let full = (0..10_000)
-            .filter(|i| r.note(key(&format!("10.0.{}.{}", i / 256, i % 256), "x"), t0, "t"))
+            .filter(|i| {
+                r.note(
+                    key(&format!("10.0.{}.{}", i / 256, i % 256), "x"),
+                    t0,
+                    "t",
+                    None,
+                )
+            })
             .count();
         assert_eq!(full, MAX_FULL_PER_WINDOW as usize);
         let counted: u64 = r.drain().iter().map(|s| s.count).sum();
         assert_eq!(full as u64 + counted, 10_000, "every refusal is counted");
         // A new window gives a new budget.
-        assert!(r.note(key("10.9.9.9", "x"), t0 + Duration::from_secs(10), "t"));
+        assert!(r.note(
+            key("10.9.9.9", "x"),
+            t0 + Duration::from_secs(10),
+            "t",
+            None
+        ));
     }
 
     #[test]

@@ -437,12 +437,17 @@ impl Shared {
                     ..Peer::default()
                 },
             });
+            // One claimed name for all of them is that name's, as a claim.
+            if let [one] = s.claims.as_slice() {
+                rec.claimed_bot = Some(one.clone());
+            }
             rec.detail = Some(serde_json::json!({"aggregated": {
                 "count": s.count,
                 "first": s.first,
                 "last": s.last,
                 "window_s": refusals::WINDOW.as_secs(),
                 "source": s.key.source,
+                "claims": s.claims,
             }}));
             if self.audit.write(rec).await.is_err() {
                 warn!("Cannot write the audit summary of refused connections");
@@ -1143,7 +1148,8 @@ async fn auth_failure(
         source: source_of(&peer),
         reason,
     };
-    if summed == Summed::Yes && !shared.refusals.note(key, Instant::now(), &ts) {
+    let claim = seen.as_ref().and_then(|p| p.bot.as_deref());
+    if summed == Summed::Yes && !shared.refusals.note(key, Instant::now(), &ts, claim) {
         debug!(reason, "Connection refused (counted)");
         return;
     }

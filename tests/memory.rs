@@ -82,7 +82,9 @@ fn an_evicted_cache_entry_leaves_no_copy_in_memory() {
     let config = h.config(Auth::AppRole, &h.audit_path(), "");
     let kv = "path = \"rpa/erp-db\"\n";
     assert!(config.contains(kv));
-    let b = h.start(&config.replace(kv, &format!("{kv}cache_ttl = \"2s\"\n")));
+    // A TTL far longer than the test: the entry goes when a reload empties
+    // the cache, not when the host is fast enough.
+    let b = h.start(&config.replace(kv, &format!("{kv}cache_ttl = \"1h\"\n")));
     let bot = h.bot("invoice-bot");
     for _ in 0..20 {
         assert_eq!(b.call(&h, &bot, "GET", "/v1/secrets/erp-db").status, 200);
@@ -93,9 +95,12 @@ fn an_evicted_cache_entry_leaves_no_copy_in_memory() {
         cached > 0,
         "the cached value should be found while it is cached"
     );
-    // TTL 2 s, the reaper runs every second, idle Vault connections close
-    // after 5 s.
-    std::thread::sleep(Duration::from_secs(8));
+    b.signal(libc::SIGHUP);
+    wait_for_record(&h.audit_path(), Duration::from_secs(20), |r| {
+        r["kind"] == "config.reload"
+    });
+    // Idle Vault connections, which held the last response, close after 5 s.
+    std::thread::sleep(Duration::from_secs(7));
     let after = scan(b.pid(), h.erp_password.as_bytes());
     eprintln!("memory scan: {cached} copies while cached, {after} after eviction");
     assert_eq!(after, 0, "the evicted value is still in memory");

@@ -665,10 +665,15 @@ fn attempt_source(rec: &Value) -> String {
         return "unknown".into();
     };
     match str_field(peer, "transport") {
+        // Sources as botward sums its refusals: every loopback address is
+        // one, IPv6 counts by its /64.
         Some("tcp") => match str_field(peer, "addr") {
             Some(addr) => match addr.parse::<std::net::SocketAddr>() {
-                Ok(sa) => format!("tcp {}", sa.ip()),
-                Err(_) => format!("tcp {addr}"),
+                Ok(sa) => format!("tcp {}", crate::audit::source_of_ip(sa.ip())),
+                Err(_) => match addr.parse::<std::net::IpAddr>() {
+                    Ok(ip) => format!("tcp {}", crate::audit::source_of_ip(ip)),
+                    Err(_) => format!("tcp {}", crate::audit::truncate(addr, 64)),
+                },
             },
             None => "tcp".into(),
         },

@@ -233,20 +233,14 @@ impl Report {
 }
 
 /// Text from a log, a path or an anchor file, fit for a terminal: control
-/// characters escaped (a record cannot move the cursor or forge a line),
-/// cut at [`MAX_SHOWN`] characters.
+/// and layout characters escaped as [`crate::text::escape`] does (a record
+/// cannot move the cursor or forge a line), cut at [`MAX_SHOWN`]
+/// characters.
 pub fn printable(s: &str) -> String {
-    let mut out = String::with_capacity(s.len().min(MAX_SHOWN));
-    for (i, c) in s.chars().enumerate() {
-        if i == MAX_SHOWN {
-            out.push('…');
-            break;
-        }
-        if c.is_control() {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
+    let cut: String = s.chars().take(MAX_SHOWN).collect();
+    let mut out = crate::text::escape(&cut).into_owned();
+    if s.chars().nth(MAX_SHOWN).is_some() {
+        out.push('…');
     }
     out
 }
@@ -497,7 +491,7 @@ impl Verifier<'_> {
         if !anchors.is_empty() && check.checked == 0 {
             let hosts: Vec<String> = other_hosts
                 .iter()
-                .map(|h| format!("{:?}", printable(h)))
+                .map(|h| format!("\"{}\"", printable(h)))
                 .collect();
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,

@@ -275,6 +275,18 @@ fn parse_time(s: &str) -> Result<u16, String> {
     Ok(h * 60 + m)
 }
 
+impl Schedule {
+    /// The windows as (day mask, bit 0 Monday; start minute; end minute),
+    /// for the fuzz targets in `fuzz/`.
+    #[doc(hidden)]
+    pub fn fuzz_windows(&self) -> Vec<(u8, u16, u16)> {
+        self.windows
+            .iter()
+            .map(|w| (w.days, w.start, w.end))
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeSet;

@@ -264,7 +264,8 @@ fn parse_days(s: &str) -> Result<u8, String> {
 fn parse_time(s: &str) -> Result<u16, String> {
     let bad = || format!("time {s:?} must look like 06:30");
     let (h, m) = s.split_once(':').ok_or_else(bad)?;
-    if h.len() != 2 || m.len() != 2 {
+    let two_digits = |x: &str| x.len() == 2 && x.bytes().all(|c| c.is_ascii_digit());
+    if !two_digits(h) || !two_digits(m) {
         return Err(bad());
     }
     let h: u16 = h.parse().map_err(|_| bad())?;
@@ -550,6 +551,16 @@ mod tests {
         ] {
             let err = Schedule::parse(bad).unwrap_err();
             assert!(err.contains(why), "{bad:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn times_with_a_sign_are_refused() {
+        // `u16::from_str` takes a leading '+'; a time is two digits and a
+        // colon, nothing else.
+        for bad in ["06:+0-00:+0", "Mon +6:00-20:00", "Mon 06:00-+8:00"] {
+            let err = Schedule::parse(bad).unwrap_err();
+            assert!(err.contains("must look like"), "{bad:?}: {err}");
         }
     }
 

@@ -136,7 +136,10 @@ impl Schedule {
         let last = tokens[tokens.len() - 1];
         let tz = if looks_like_zone(last) {
             tokens.pop();
-            TimeZone::get(last).map_err(|_| format!("unknown time zone {last:?}"))?
+            TimeZone::get(last)
+                .ok()
+                .filter(|tz| !tz.is_unknown())
+                .ok_or_else(|| format!("unknown time zone {last:?}"))?
         } else {
             TimeZone::system()
         };
@@ -561,6 +564,16 @@ mod tests {
         for bad in ["06:+0-00:+0", "Mon +6:00-20:00", "Mon 06:00-+8:00"] {
             let err = Schedule::parse(bad).unwrap_err();
             assert!(err.contains("must look like"), "{bad:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_unknown_zone_marker_is_not_a_zone() {
+        // jiff resolves `Etc/Unknown`, in any case, to its marker for a zone
+        // it could not find, which behaves as UTC.
+        for bad in ["Mon 06:00-20:00 Etc/Unknown", "* \u{85} Etc/unknOwN\u{b}"] {
+            let err = Schedule::parse(bad).unwrap_err();
+            assert!(err.contains("unknown time zone"), "{bad:?}: {err}");
         }
     }
 

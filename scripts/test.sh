@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test: unit, integration (real OpenBao and PostgreSQL), doc and
-# example targets. Extra arguments go to the test harness, e.g.
+# example targets, then the fuzz targets (scripts/fuzz.sh). Extra arguments
+# go to the test harness, e.g.
 #   scripts/test.sh audit          # only tests whose name contains "audit"
 set -euo pipefail
 
@@ -25,6 +26,8 @@ status=0
 cargo build --examples --benches --locked
 # --no-fail-fast: one failing test binary must not hide the others.
 cargo test --lib --tests --locked --no-fail-fast -- --test-threads=4 "$@" 2>&1 | tee "$log" || status=$?
+# Every fuzz target for 30 s (FUZZ_SECONDS) from its seed corpus.
+bash "$REPO/scripts/fuzz.sh" || status=$?
 # One closing line for the whole run, summed over every test binary.
 awk '/^test result:/ { for (i = 1; i < NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      END { printf "%d passed, %d failed\n", p, f }' "$log"

@@ -756,6 +756,22 @@ fn json_str_len(s: &str) -> usize {
         .sum::<usize>()
 }
 
+/// The route [`parse`] finds, as (kind, name or lease ID, field), for the
+/// fuzz targets in `fuzz/`.
+#[doc(hidden)]
+pub fn fuzz_parse(
+    method: &Method,
+    uri: &hyper::Uri,
+) -> Result<(&'static str, String, Option<String>), ApiError> {
+    parse(method, uri).map(|route| match route {
+        Route::Secret { name, field } => ("secret", name, field),
+        Route::Release { lease } => ("release", lease, None),
+        Route::Renew { lease } => ("renew", lease, None),
+        Route::Whoami => ("whoami", String::new(), None),
+        Route::Health => ("health", String::new(), None),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

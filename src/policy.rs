@@ -136,7 +136,10 @@ impl Schedule {
         let last = tokens[tokens.len() - 1];
         let tz = if looks_like_zone(last) {
             tokens.pop();
-            TimeZone::get(last).map_err(|_| format!("unknown time zone {last:?}"))?
+            TimeZone::get(last)
+                .ok()
+                .filter(|tz| !tz.is_unknown())
+                .ok_or_else(|| format!("unknown time zone {last:?}"))?
         } else {
             TimeZone::system()
         };
@@ -264,7 +267,8 @@ fn parse_days(s: &str) -> Result<u8, String> {
 fn parse_time(s: &str) -> Result<u16, String> {
     let bad = || format!("time {s:?} must look like 06:30");
     let (h, m) = s.split_once(':').ok_or_else(bad)?;
-    if h.len() != 2 || m.len() != 2 {
+    let two_digits = |x: &str| x.len() == 2 && x.bytes().all(|c| c.is_ascii_digit());
+    if !two_digits(h) || !two_digits(m) {
         return Err(bad());
     }
     let h: u16 = h.parse().map_err(|_| bad())?;
@@ -273,6 +277,18 @@ fn parse_time(s: &str) -> Result<u16, String> {
         return Err(bad());
     }
     Ok(h * 60 + m)
+}
+
+impl Schedule {
+    /// The windows as (day mask, bit 0 Monday; start minute; end minute),
+    /// for the fuzz targets in `fuzz/`.
+    #[doc(hidden)]
+    pub fn fuzz_windows(&self) -> Vec<(u8, u16, u16)> {
+        self.windows
+            .iter()
+            .map(|w| (w.days, w.start, w.end))
+            .collect()
+    }
 }
 
 #[cfg(test)]
@@ -541,6 +557,26 @@ mod tests {
         ] {
             let err = Schedule::parse(bad).unwrap_err();
             assert!(err.contains(why), "{bad:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn times_with_a_sign_are_refused() {
+        // `u16::from_str` takes a leading '+'; a time is two digits and a
+        // colon, nothing else.
+        for bad in ["06:+0-00:+0", "Mon +6:00-20:00", "Mon 06:00-+8:00"] {
+            let err = Schedule::parse(bad).unwrap_err();
+            assert!(err.contains("must look like"), "{bad:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_unknown_zone_marker_is_not_a_zone() {
+        // jiff resolves `Etc/Unknown`, in any case, to its marker for a zone
+        // it could not find, which behaves as UTC.
+        for bad in ["Mon 06:00-20:00 Etc/Unknown", "* \u{85} Etc/unknOwN\u{b}"] {
+            let err = Schedule::parse(bad).unwrap_err();
+            assert!(err.contains("unknown time zone"), "{bad:?}: {err}");
         }
     }
 

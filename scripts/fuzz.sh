@@ -60,9 +60,11 @@ for t in "${TARGETS[@]}"; do
     # longer inputs.
     max_len=8192
     [[ "$t" == http_route ]] && max_len=20480
+    dict=()
+    [[ -f "fuzz/$t.dict" ]] && dict=(-dict="fuzz/$t.dict")
     status=0
     cargo +nightly fuzz run --fuzz-dir fuzz "$t" "$scratch/$t" "fuzz/corpus/$t" -- \
-        -max_total_time="$SECONDS_EACH" -timeout=10 -max_len="$max_len" \
+        -max_total_time="$SECONDS_EACH" -timeout=10 -max_len="$max_len" "${dict[@]}" \
         -print_final_stats=1 -close_fd_mask=1 >"$out" 2>&1 || status=$?
     runs="$(sed -n 's/^stat::number_of_executed_units: *//p' "$out" | tail -n 1)"
     final="$(grep -E '^#[0-9]+ +DONE' "$out" | tail -n 1 || true)"

@@ -379,17 +379,25 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
         }
         let n: u64 = num.parse().map_err(|_| bad())?;
         num.clear();
-        total += n * match c {
+        let unit = match c {
             's' => 1,
             'm' => 60,
             'h' => 3600,
             'd' => 86400,
             _ => return Err(bad()),
         };
+        total = n
+            .checked_mul(unit)
+            .and_then(|t| t.checked_add(total))
+            .ok_or_else(|| format!("{s:?} is longer than 36500d"))?;
         any = true;
     }
     if !num.is_empty() || !any || total == 0 {
         return Err(bad());
+    }
+    // A century at most: the server adds these to the current time.
+    if total > 36_500 * 86_400 {
+        return Err(format!("{s:?} is longer than 36500d"));
     }
     Ok(std::time::Duration::from_secs(total))
 }
@@ -644,6 +652,22 @@ mod tests {
         assert_eq!(parse_duration("45s").unwrap().as_secs(), 45);
         for bad in ["", "15", "m", "1x", "0s"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn durations_past_a_century_are_refused_not_wrapped() {
+        assert_eq!(parse_duration("36500d").unwrap().as_secs(), 36_500 * 86_400);
+        // The first overflows u64 seconds; the second cannot be added to
+        // the current time, which the server does with max_use and train.
+        for bad in [
+            "213503982334602d",
+            "99999999999d",
+            "36500d1s",
+            "18446744073709551615s1s",
+        ] {
+            let err = parse_duration(bad).unwrap_err();
+            assert!(err.contains(bad), "{bad}: {err}");
         }
     }
 }

@@ -16,7 +16,7 @@
 //!   `cache_ttl` only on KV secrets and at most 24 h, `max_use` and `renew`
 //!   only on dynamic ones, process rules with a uid or an absolute exe,
 //!   thresholds of at most 100, a lower-case trust domain, a header limit
-//!   hyper accepts;
+//!   hyper accepts; durations that can be added to the current time;
 //! - parsing is deterministic, and nothing panics.
 
 #![no_main]
@@ -106,6 +106,25 @@ fn accepted(c: &Config) {
     assert!(secs(c.audit.checkpoint_interval) && secs(c.audit.ratchet_interval));
     assert!(c.audit.checkpoint_every >= 1);
     assert!(!c.anomaly.train.is_zero());
+    // The server adds each duration to the current time.
+    let mut durations = vec![("anomaly.train", c.anomaly.train)];
+    for s in c.secrets.values() {
+        durations.extend(s.max_use.map(|d| ("max_use", d)));
+        durations.extend(s.cache_ttl.map(|d| ("cache_ttl", d)));
+    }
+    for (key, d) in durations {
+        let later = jiff::SignedDuration::try_from(d)
+            .ok()
+            .and_then(|d| jiff::Timestamp::now().checked_add(d).ok());
+        assert!(
+            later.is_some(),
+            "{key} {d:?} cannot be added to the current time"
+        );
+        assert!(
+            std::time::Instant::now().checked_add(d).is_some(),
+            "{key} {d:?}"
+        );
+    }
 
     for (key, s) in &c.secrets {
         assert_eq!(key, &s.name);

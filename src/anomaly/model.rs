@@ -91,7 +91,9 @@ impl BotModel {
         BotModel {
             name: name.to_owned(),
             first_seen,
-            train_until: first_seen + train,
+            // A record near the end of time, or a huge window, trains to
+            // the end of time rather than overflowing.
+            train_until: first_seen.checked_add(train).unwrap_or(Timestamp::MAX),
             starts: vec![0; 168],
             sizes: BTreeMap::new(),
             secrets: BTreeSet::new(),

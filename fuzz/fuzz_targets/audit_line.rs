@@ -6,9 +6,11 @@
 //! files (rotated files, in any order). Flags:
 //! - bit 0 seals the lines first, as the writer would: in each line that is
 //!   a JSON object, `"prev":"@"` and `"covers_hash":"@"` become the previous
-//!   line's hash, `"signature":"@"` a checkpoint signature over it, and the
-//!   hash and MAC (epoch keys from a fixed seed) are appended, so that the
-//!   verifier's deeper checks are reached;
+//!   line's hash, `"next_public_key":"@"` the public key of a new signing
+//!   key for the next epoch, `"signature":"@"` a checkpoint signature over
+//!   them (by a fixed key, or the key the last checkpoint of the previous
+//!   epoch named), and the hash and MAC (epoch keys from a fixed seed) are
+//!   appended, so that the verifier's deeper checks are reached;
 //! - bit 1 analyses in Europe/Berlin instead of UTC; bits 2-3 pick the
 //!   training window; bits 4-5 a query filter;
 //! - bits 6-7 pick the readers: 0 verify, 1 query and report, 2 analyze,
@@ -34,11 +36,12 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use botward::anomaly::{self, Analyzer, Options};
-use botward::audit::chain::{self, EpochKey, Signer};
+use botward::audit::chain::{self, EpochKey};
 use botward::audit::query::{self, Filter, Format};
 use botward::audit::report::{self, ChainStatus};
 use botward::audit::verify::{self, Keys, Outcome, Report};
 use libfuzzer_sys::fuzz_target;
+use ring::signature::{Ed25519KeyPair, KeyPair};
 use serde_json::Value;
 
 const SEED: [u8; 32] = [7; 32];
@@ -82,10 +85,13 @@ fuzz_target!(|data: &[u8]| {
     if readers == 2 || readers == 3 {
         check_analyze(&files, flags, total_lines);
     }
+    for f in &files {
+        let _ = std::fs::remove_file(f);
+    }
 });
 
 fn check_verify(files: &[PathBuf], lines: &[usize], total_lines: usize) -> ChainStatus {
-    let (_, public) = signer();
+    let public = signing_key(0).public_key().as_ref().to_vec();
     let full = Keys {
         public_key: Some(public.clone()),
         seed: Some(zeroize::Zeroizing::new(SEED)),
@@ -356,9 +362,9 @@ fn count_lines(part: &[u8]) -> usize {
 
 /// Seals each line that is a JSON object, as the writer would.
 fn seal(parts: &mut [Vec<u8>]) {
-    let (signer, _) = signer();
     let mut prev: Option<String> = None;
     let mut keys = vec![EpochKey::genesis(&SEED)];
+    let mut signing = Signing::default();
     for part in parts.iter_mut() {
         let mut out = Vec::with_capacity(part.len() + 256);
         let ends_with_newline = part.last() == Some(&b'\n');
@@ -371,7 +377,7 @@ fn seal(parts: &mut [Vec<u8>]) {
             let torn = i + 1 == n && !ends_with_newline;
             let sealed = match std::str::from_utf8(line) {
                 Ok(l) if !torn && l.starts_with('{') && l.ends_with('}') => {
-                    seal_line(l, &mut prev, &mut keys, signer)
+                    seal_line(l, &mut prev, &mut keys, &mut signing)
                 }
                 _ => None,
             };
@@ -389,11 +395,31 @@ fn seal(parts: &mut [Vec<u8>]) {
     }
 }
 
+/// The signing keys as the verifier walks them: a fixed key (0) until a
+/// checkpoint names the next epoch's key, which signs from that epoch on.
+#[derive(Default)]
+struct Signing {
+    /// The key signing now, the epoch of the last checkpoint, the key it
+    /// named, and how many keys were made.
+    key: u64,
+    epoch: Option<u64>,
+    next: Option<u64>,
+    made: u64,
+}
+
+/// Signing key `n`, from a fixed seed; key 0's public key is the one the
+/// verifier is given.
+fn signing_key(n: u64) -> Ed25519KeyPair {
+    let mut seed = [0x5a; 32];
+    seed[..8].copy_from_slice(&n.to_le_bytes());
+    Ed25519KeyPair::from_seed_unchecked(&seed).expect("Ed25519 seed")
+}
+
 fn seal_line(
     line: &str,
     prev: &mut Option<String>,
     keys: &mut Vec<EpochKey>,
-    signer: &Signer,
+    signing: &mut Signing,
 ) -> Option<Vec<u8>> {
     let prev_json = prev
         .as_ref()
@@ -409,11 +435,37 @@ fn seal_line(
     let seq = v.get("seq").and_then(Value::as_u64).unwrap_or(0);
     let epoch = v.get("epoch").and_then(Value::as_u64).unwrap_or(0);
     if body.contains("\"signature\":\"@\"") {
-        let msg =
-            chain::checkpoint_message(seq.saturating_sub(1), prev.as_deref().unwrap_or(""), epoch);
+        if let (Some(e), Some(next)) = (signing.epoch, signing.next) {
+            if epoch == e + 1 {
+                signing.key = next;
+                signing.next = None;
+            }
+        }
+        signing.epoch = Some(epoch);
+        let covers = prev.as_deref().unwrap_or("");
+        let msg = if body.contains("\"next_public_key\":\"@\"") {
+            signing.made += 1;
+            let next = signing.made;
+            signing.next = Some(next);
+            let next_hex = botward::identity::hex(signing_key(next).public_key().as_ref());
+            body = body.replacen(
+                "\"next_public_key\":\"@\"",
+                &format!("\"next_public_key\":\"{next_hex}\""),
+                1,
+            );
+            // chain::checkpoint_message_next, where signing keys ratchet.
+            format!(
+                "botward-audit-checkpoint-next\n{}\n{covers}\n{epoch}\n{next_hex}",
+                seq.saturating_sub(1)
+            )
+            .into_bytes()
+        } else {
+            chain::checkpoint_message(seq.saturating_sub(1), covers, epoch)
+        };
+        let sig = signing_key(signing.key).sign(&msg);
         body = body.replacen(
             "\"signature\":\"@\"",
-            &format!("\"signature\":\"{}\"", signer.sign(&msg)),
+            &format!("\"signature\":\"{}\"", botward::identity::hex(sig.as_ref())),
             1,
         );
     }
@@ -429,17 +481,8 @@ fn seal_line(
     Some(bytes)
 }
 
-fn signer() -> &'static (Signer, Vec<u8>) {
-    static SIGNER: OnceLock<(Signer, Vec<u8>)> = OnceLock::new();
-    SIGNER.get_or_init(|| {
-        let (signer, _) = Signer::generate().expect("Ed25519 key");
-        let public = chain::unhex(&signer.public_hex()).expect("hex");
-        (signer, public)
-    })
-}
-
 /// Writes the parts to files in this process's own directory, as
-/// `audit.jsonl`, `audit.jsonl.1`, ...
+/// `audit.jsonl`, `audit.jsonl.1`, ...; each run removes them again.
 fn write_files(parts: &[Vec<u8>]) -> Vec<PathBuf> {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     let dir = DIR.get_or_init(|| {

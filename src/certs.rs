@@ -3,7 +3,12 @@
 //! EKU, and CRLs. Production certificates come from the organisation's CA or
 //! Vault PKI.
 
+pub mod pfx;
+
 use std::path::{Path, PathBuf};
+
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::CertificateDer;
 
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateRevocationListParams, DistinguishedName,
@@ -16,12 +21,18 @@ pub struct Ca {
     cert: rcgen::Certificate,
     key: KeyPair,
     cert_pem: String,
+    /// The DER of `cert_pem` (for a loaded CA, the file's certificate, not
+    /// the re-signed one that rcgen issues from).
+    cert_der: Vec<u8>,
 }
 
-/// A PEM certificate and its PEM private key.
+/// A certificate and its private key, PEM and DER.
 pub struct Issued {
     pub cert_pem: String,
     pub key_pem: String,
+    pub cert_der: Vec<u8>,
+    /// PKCS#8.
+    pub key_der: Vec<u8>,
     /// The serial number, big-endian.
     pub serial: Vec<u8>,
 }
@@ -82,10 +93,12 @@ impl Ca {
         );
         let cert = p.self_signed(&key).map_err(err)?;
         let cert_pem = cert.pem();
+        let cert_der = cert.der().to_vec();
         Ok(Ca {
             cert,
             key,
             cert_pem,
+            cert_der,
         })
     }
 
@@ -101,17 +114,25 @@ impl Ca {
             .map_err(|e| CertError(format!("{}: {e}", key_path.display())))?;
         let params = CertificateParams::from_ca_cert_pem(&cert_pem)
             .map_err(|e| CertError(format!("{}: {e}", cert_path.display())))?;
+        let cert_der = CertificateDer::from_pem_slice(cert_pem.as_bytes())
+            .map_err(|e| CertError(format!("{}: {e}", cert_path.display())))?
+            .to_vec();
         // Re-signing yields an issuer with the same name and key.
         let cert = params.self_signed(&key).map_err(err)?;
         Ok(Ca {
             cert,
             key,
             cert_pem,
+            cert_der,
         })
     }
 
     pub fn cert_pem(&self) -> &str {
         &self.cert_pem
+    }
+
+    pub fn cert_der(&self) -> &[u8] {
+        &self.cert_der
     }
 
     /// Writes `ca.pem` and `ca-key.pem` (mode 0600) into `dir`.
@@ -219,6 +240,8 @@ impl Ca {
         Ok(Issued {
             cert_pem: cert.pem(),
             key_pem: key.serialize_pem(),
+            cert_der: cert.der().to_vec(),
+            key_der: key.serialize_der(),
             serial: serial_bytes,
         })
     }
@@ -241,6 +264,7 @@ impl Drop for Issued {
     fn drop(&mut self) {
         use zeroize::Zeroize;
         self.key_pem.zeroize();
+        self.key_der.zeroize();
     }
 }
 
@@ -279,20 +303,15 @@ fn set_validity(p: &mut CertificateParams, v: Validity) {
 
 /// Writes a file with the given mode, replacing any old one.
 pub fn write_file(path: &Path, contents: &str, mode: u32) -> Result<(), CertError> {
+    write_bytes(path, contents.as_bytes(), mode)
+}
+
+/// [`write_file`] for bytes.
+pub fn write_bytes(path: &Path, contents: &[u8], mode: u32) -> Result<(), CertError> {
     use std::io::Write;
     let _ = std::fs::remove_file(path);
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(mode);
-    }
-    #[cfg(not(unix))]
-    let _ = mode;
-    let mut f = opts
-        .open(path)
+    let mut f = crate::platform::create_new(path, mode)
         .map_err(|e| CertError(format!("{}: {e}", path.display())))?;
-    f.write_all(contents.as_bytes())
+    f.write_all(contents)
         .map_err(|e| CertError(format!("{}: {e}", path.display())))
 }

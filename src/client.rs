@@ -1,5 +1,6 @@
 //! The client side used by `botward get` and `botward exec`: one request to
-//! botward over TCP or the unix socket, with the bot's certificate.
+//! botward over TCP, the unix socket or a Windows named pipe, with the bot's
+//! certificate.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -16,7 +17,8 @@ use crate::secret::WipedBuf;
 /// Where botward listens and which certificate to present.
 #[derive(Clone, Debug)]
 pub struct ClientSettings {
-    /// `https://127.0.0.1:8443` or `unix:///run/botward/botward.sock`.
+    /// `https://127.0.0.1:8443`, `unix:///run/botward/botward.sock` or
+    /// `npipe:////./pipe/botward`.
     pub addr: String,
     pub cert: PathBuf,
     pub key: PathBuf,
@@ -43,17 +45,35 @@ impl std::fmt::Display for CallError {
 impl std::error::Error for CallError {}
 
 enum Target {
-    Tcp { host: String, port: u16 },
+    Tcp {
+        host: String,
+        port: u16,
+    },
     Unix(PathBuf),
+    /// A local named pipe, `\\.\pipe\NAME`.
+    Pipe(String),
 }
+
+/// The prefix every local pipe name has.
+const LOCAL_PIPE: &str = r"\\.\pipe\";
 
 fn parse_addr(addr: &str) -> Result<Target, CallError> {
     if let Some(path) = addr.strip_prefix("unix://") {
         return Ok(Target::Unix(PathBuf::from(path)));
     }
+    if let Some(path) = addr.strip_prefix("npipe://") {
+        // Docker's form: npipe:////./pipe/NAME is \\.\pipe\NAME.
+        let name = path.replace('/', "\\");
+        if !name.starts_with(LOCAL_PIPE) || name.len() == LOCAL_PIPE.len() {
+            return Err(CallError(format!(
+                "BOTWARD_ADDR {addr:?} must name a local pipe, like npipe:////./pipe/botward"
+            )));
+        }
+        return Ok(Target::Pipe(name));
+    }
     let rest = addr.strip_prefix("https://").ok_or_else(|| {
         CallError(format!(
-            "BOTWARD_ADDR {addr:?} must start with https:// or unix://"
+            "BOTWARD_ADDR {addr:?} must start with https://, unix:// or npipe://"
         ))
     })?;
     let rest = rest.trim_end_matches('/');
@@ -102,9 +122,42 @@ pub async fn call(
             exchange(tls, "localhost", method, path_and_query).await
         }
         #[cfg(not(unix))]
-        Target::Unix(_) => Err(CallError(
-            "unix sockets are not supported on this system".into(),
-        )),
+        Target::Unix(path) => Err(CallError(format!(
+            "{}: unix sockets are not supported on this system",
+            path.display()
+        ))),
+        #[cfg(windows)]
+        Target::Pipe(name) => {
+            let stream = open_pipe(&name).await?;
+            let server = ServerName::try_from("localhost").expect("static name");
+            let tls = connector.connect(server, stream).await.map_err(|e| {
+                CallError(format!("TLS handshake with {} failed: {e}", settings.addr))
+            })?;
+            exchange(tls, "localhost", method, path_and_query).await
+        }
+        #[cfg(not(windows))]
+        Target::Pipe(name) => Err(CallError(format!(
+            "{name}: named pipes are only supported on Windows"
+        ))),
+    }
+}
+
+/// Opens the client end of a pipe, waiting while every instance is busy.
+#[cfg(windows)]
+async fn open_pipe(
+    name: &str,
+) -> Result<tokio::net::windows::named_pipe::NamedPipeClient, CallError> {
+    const ERROR_PIPE_BUSY: i32 = 231;
+    let mut tries = 0;
+    loop {
+        match tokio::net::windows::named_pipe::ClientOptions::new().open(name) {
+            Ok(c) => return Ok(c),
+            Err(e) if e.raw_os_error() == Some(ERROR_PIPE_BUSY) && tries < 100 => {
+                tries += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            Err(e) => return Err(CallError(format!("cannot connect to {name}: {e}"))),
+        }
     }
 }
 
@@ -205,6 +258,11 @@ mod tests {
             matches!(parse_addr("unix:///run/b.sock"), Ok(Target::Unix(p)) if p == std::path::Path::new("/run/b.sock"))
         );
         assert!(parse_addr("http://127.0.0.1:1").is_err());
+        assert!(
+            matches!(parse_addr("npipe:////./pipe/botward"), Ok(Target::Pipe(ref p)) if p == r"\\.\pipe\botward")
+        );
+        assert!(parse_addr("npipe:////server/pipe/botward").is_err());
+        assert!(parse_addr("npipe:////./pipe/").is_err());
     }
 
     #[test]

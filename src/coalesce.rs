@@ -42,7 +42,7 @@ impl<T> Coalescer<T> {
     {
         let arrival = self.tickets.fetch_add(1, Ordering::SeqCst);
         let slot = {
-            let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+            let mut slots = crate::lock(&self.slots);
             let slot = slots
                 .entry(key.to_owned())
                 .or_insert_with(|| {
@@ -78,7 +78,7 @@ impl<T> Coalescer<T> {
             // Nobody else is waiting: drop the shared value now.
             *last = None;
             drop(last);
-            let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+            let mut slots = crate::lock(&self.slots);
             if slot.waiting.load(Ordering::SeqCst) == 0 {
                 slots.remove(key);
             }
@@ -88,7 +88,7 @@ impl<T> Coalescer<T> {
 
     /// Keys with callers waiting right now.
     pub fn in_flight(&self) -> usize {
-        self.slots.lock().unwrap_or_else(|e| e.into_inner()).len()
+        crate::lock(&self.slots).len()
     }
 }
 

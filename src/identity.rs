@@ -2,19 +2,12 @@
 //! verified: the URI SAN `spiffe://<trust-domain>/bot/<name>`, or the subject
 //! CN when the config allows that fallback.
 
-use serde::Serialize;
 use x509_parser::extensions::GeneralName;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
-use crate::config::is_valid_name;
-
-/// Facts about a client certificate that go into the audit record.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct CertInfo {
-    pub sha256: String,
-    pub serial: String,
-    pub not_after: Option<String>,
-}
+pub use crate::audit::CertInfo;
+use crate::policy::is_valid_name;
+pub use crate::text::hex;
 
 /// Who is calling, as far as the certificate tells.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -31,16 +24,6 @@ const MAX_SERIAL_BYTES: usize = 32;
 /// Hex SHA-256 of DER bytes.
 pub fn fingerprint(der: &[u8]) -> String {
     hex(ring::digest::digest(&ring::digest::SHA256, der).as_ref())
-}
-
-pub fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(DIGITS[(b >> 4) as usize] as char);
-        s.push(DIGITS[(b & 0xf) as usize] as char);
-    }
-    s
 }
 
 /// Reads the identity from a DER certificate. A certificate that does not

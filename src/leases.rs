@@ -121,6 +121,7 @@ impl Leases {
         let mut held = HashMap::new();
         let mut journal = None;
         if let Some(path) = ledger {
+            crate::platform::refuse_if_shared(path)?;
             held = match std::fs::read(path) {
                 Ok(bytes) => replay(&bytes, path)?,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => HashMap::new(),
@@ -145,7 +146,7 @@ impl Leases {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Table> {
-        self.table.lock().unwrap_or_else(|e| e.into_inner())
+        crate::lock(&self.table)
     }
 
     /// Records a new lease. It is on disk before this returns.
@@ -366,42 +367,6 @@ fn replay(bytes: &[u8], path: &Path) -> io::Result<HashMap<String, Held>> {
     Ok(held)
 }
 
-/// Parses a duration like `15m`, `90s`, `2h` or `1h30m`.
-pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    let bad = || format!("{s:?} is not a duration like \"15m\", \"90s\" or \"1h30m\"");
-    let mut total = 0u64;
-    let mut num = String::new();
-    let mut any = false;
-    for c in s.trim().chars() {
-        if c.is_ascii_digit() {
-            num.push(c);
-            continue;
-        }
-        let n: u64 = num.parse().map_err(|_| bad())?;
-        num.clear();
-        let unit = match c {
-            's' => 1,
-            'm' => 60,
-            'h' => 3600,
-            'd' => 86400,
-            _ => return Err(bad()),
-        };
-        total = n
-            .checked_mul(unit)
-            .and_then(|t| t.checked_add(total))
-            .ok_or_else(|| format!("{s:?} is longer than 36500d"))?;
-        any = true;
-    }
-    if !num.is_empty() || !any || total == 0 {
-        return Err(bad());
-    }
-    // A century at most: the server adds these to the current time.
-    if total > 36_500 * 86_400 {
-        return Err(format!("{s:?} is longer than 36500d"));
-    }
-    Ok(std::time::Duration::from_secs(total))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -609,7 +574,12 @@ mod tests {
         );
         // As 909baa2 wrote it: the whole table as one JSON document.
         let old = serde_json::to_vec(&serde_json::json!({ "leases": [&a, &b] })).unwrap();
-        std::fs::write(&path, old).unwrap();
+        // Created private, as botward creates its state files.
+        std::io::Write::write_all(
+            &mut crate::platform::create_new(&path, 0o600).unwrap(),
+            &old,
+        )
+        .unwrap();
         let (l, orphans) = Leases::open(Some(&path)).unwrap();
         assert_eq!(orphans, [a.clone(), b.clone()]);
         assert_eq!(ops(&path), ["insert", "insert"]);
@@ -643,31 +613,5 @@ mod tests {
         assert_eq!(h.deadline(), h.expires);
         h.max_until = Some(h.issued + jiff::SignedDuration::from_secs(60));
         assert_eq!(h.deadline(), h.max_until.unwrap());
-    }
-
-    #[test]
-    fn durations_parse() {
-        assert_eq!(parse_duration("15m").unwrap().as_secs(), 900);
-        assert_eq!(parse_duration("1h30m").unwrap().as_secs(), 5400);
-        assert_eq!(parse_duration("45s").unwrap().as_secs(), 45);
-        for bad in ["", "15", "m", "1x", "0s"] {
-            assert!(parse_duration(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn durations_past_a_century_are_refused_not_wrapped() {
-        assert_eq!(parse_duration("36500d").unwrap().as_secs(), 36_500 * 86_400);
-        // The first overflows u64 seconds; the second cannot be added to
-        // the current time, which the server does with max_use and train.
-        for bad in [
-            "213503982334602d",
-            "99999999999d",
-            "36500d1s",
-            "18446744073709551615s1s",
-        ] {
-            let err = parse_duration(bad).unwrap_err();
-            assert!(err.contains(bad), "{bad}: {err}");
-        }
     }
 }

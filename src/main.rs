@@ -3,6 +3,8 @@
 use std::process::ExitCode;
 
 use clap::Parser;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 /// Every freed block is wiped: see `botward::alloc`.
 #[global_allocator]
@@ -25,10 +27,19 @@ fn main() -> ExitCode {
     // itself, with context.
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| "info,vaultrs=off,rustify=off".into());
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .init();
+    let subscriber = tracing_subscriber::registry().with(filter).with(
+        tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_target(false),
+    );
+    // Under the service control manager the Event Log gets the warnings,
+    // errors and the server's lifecycle too.
+    #[cfg(windows)]
+    let subscriber = subscriber.with(
+        cli.runs_as_service()
+            .then(botward::platform::windows::eventlog::EventLog::open)
+            .flatten(),
+    );
+    subscriber.init();
     botward::cli::run(cli)
 }

@@ -1,21 +1,38 @@
 //! The access decision: a pure function of the bot's definition, the request
 //! and its context. Default deny: anything not explicitly allowed is refused.
+//!
+//! The definitions it decides over (bots, secrets, schedules and the rules
+//! for their names) live here too, and depend on nothing else in the crate;
+//! the config builds them.
 
-use std::fmt;
 use std::path::PathBuf;
 
-use jiff::tz::TimeZone;
 use jiff::Timestamp;
 
-use crate::config::BotDef;
+mod domain;
+mod elevation;
+mod names;
+mod schedule;
+
+pub use domain::{
+    AnomalyAction, AnomalyPolicy, BotDef, ProcessRule, SecretDef, SecretSource, DEFAULT_MAX_LEASES,
+};
+pub use elevation::{ApproverDef, Window};
+pub use names::{is_valid_name, MAX_NAME_LEN};
+pub use schedule::Schedule;
 
 /// What the server knows about the caller beyond its certificate.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PeerFacts {
-    /// Process facts from the kernel; present only on the unix socket.
+    /// Process facts from the kernel: on the unix socket, a Windows named
+    /// pipe, and loopback TCP on Windows.
     pub uid: Option<u32>,
     pub exe: Option<PathBuf>,
-    pub via_unix: bool,
+    pub sid: Option<String>,
+    pub user: Option<String>,
+    /// Whether the kernel named the process behind the connection; without
+    /// that, process rules cannot be checked and refuse.
+    pub verified: bool,
 }
 
 /// The inputs of one decision besides the bot.
@@ -30,6 +47,12 @@ pub struct Context<'a> {
 pub enum Request<'a> {
     /// Read the secret with this logical name.
     Secret(&'a str),
+    /// Read a privileged secret, with the bot's window for it if one is
+    /// open: without one there is no access, whatever the grant.
+    Privileged {
+        secret: &'a str,
+        window: Option<&'a Window>,
+    },
     /// Endpoints that reveal nothing secret (whoami, health).
     Metadata,
 }
@@ -47,6 +70,7 @@ pub enum DenyReason {
     OutsideSchedule,
     ProcessMismatch,
     ProcessUnverifiable,
+    ElevationRequired,
 }
 
 /// Decides one request. `bot` is `None` when the certificate names no
@@ -56,34 +80,51 @@ pub fn decide(bot: Option<&BotDef>, request: Request<'_>, cx: &Context<'_>) -> D
         return Decision::Deny(DenyReason::UnknownBot);
     };
     if !bot.processes.is_empty() {
-        if !cx.peer.via_unix {
+        if !cx.peer.verified {
             return Decision::Deny(DenyReason::ProcessUnverifiable);
         }
-        let matches = bot.processes.iter().any(|rule| {
-            rule.uid.is_none_or(|uid| cx.peer.uid == Some(uid))
-                && rule
-                    .exe
-                    .as_deref()
-                    .is_none_or(|exe| cx.peer.exe.as_deref() == Some(exe))
-        });
-        if !matches {
+        if !bot.processes.iter().any(|rule| rule_matches(rule, cx.peer)) {
             return Decision::Deny(DenyReason::ProcessMismatch);
         }
     }
-    match request {
-        Request::Metadata => Decision::Allow,
-        Request::Secret(name) => {
-            if !bot.secrets.contains(name) {
-                return Decision::Deny(DenyReason::NotGranted);
-            }
-            if let Some(schedule) = &bot.schedule {
-                if !schedule.contains(cx.now) {
-                    return Decision::Deny(DenyReason::OutsideSchedule);
-                }
-            }
-            Decision::Allow
+    let (name, window) = match request {
+        Request::Metadata => return Decision::Allow,
+        Request::Secret(name) => (name, None),
+        Request::Privileged { secret, window } => (secret, Some(window)),
+    };
+    if !bot.secrets.contains(name) {
+        return Decision::Deny(DenyReason::NotGranted);
+    }
+    if let Some(schedule) = &bot.schedule {
+        if !schedule.contains(cx.now) {
+            return Decision::Deny(DenyReason::OutsideSchedule);
         }
     }
+    match window {
+        Some(w) if !w.is_some_and(|w| w.admits(&bot.name, name, cx.now)) => {
+            Decision::Deny(DenyReason::ElevationRequired)
+        }
+        _ => Decision::Allow,
+    }
+}
+
+/// Whether the process the kernel named matches every part of `rule`. A
+/// part the platform could not read never matches.
+fn rule_matches(rule: &ProcessRule, peer: &PeerFacts) -> bool {
+    let same = |want: &Option<String>, got: &Option<String>| {
+        want.as_deref().is_none_or(|w| {
+            got.as_deref()
+                .is_some_and(|g| g.to_lowercase() == w.to_lowercase())
+        })
+    };
+    rule.uid.is_none_or(|uid| peer.uid == Some(uid))
+        && rule.exe.as_deref().is_none_or(|exe| {
+            peer.exe
+                .as_deref()
+                .is_some_and(|got| crate::platform::same_exe(got, exe))
+        })
+        && same(&rule.sid, &peer.sid)
+        && same(&rule.user, &peer.user)
 }
 
 // === impl DenyReason ===
@@ -96,198 +137,8 @@ impl DenyReason {
             DenyReason::OutsideSchedule => "outside_schedule",
             DenyReason::ProcessMismatch => "process_mismatch",
             DenyReason::ProcessUnverifiable => "process_unverifiable",
+            DenyReason::ElevationRequired => "elevation_required",
         }
-    }
-}
-
-/// When a bot may fetch secrets: one or more weekly windows in one time zone,
-/// e.g. `Mon-Fri 06:00-20:00 Europe/Berlin` or
-/// `Mon-Fri 06:00-12:00,13:00-20:00; Sat 08:00-12:00 UTC`.
-///
-/// A window whose end is not after its start runs overnight into the next
-/// day; the day list names the day it starts on. Without a zone the host's
-/// local zone is used.
-#[derive(Clone, Debug)]
-pub struct Schedule {
-    windows: Vec<Window>,
-    tz: TimeZone,
-    source: String,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Window {
-    /// Bit 0 is Monday, bit 6 Sunday.
-    days: u8,
-    start: u16,
-    end: u16,
-}
-
-const ALL_DAYS: u8 = 0x7f;
-const DAY_NAMES: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
-
-// === impl Schedule ===
-
-impl Schedule {
-    pub fn parse(s: &str) -> Result<Schedule, String> {
-        let mut tokens: Vec<&str> = s.split_whitespace().collect();
-        if tokens.is_empty() {
-            return Err("empty schedule".into());
-        }
-        let last = tokens[tokens.len() - 1];
-        let tz = if looks_like_zone(last) {
-            tokens.pop();
-            TimeZone::get(last)
-                .ok()
-                .filter(|tz| !tz.is_unknown())
-                .ok_or_else(|| format!("unknown time zone {last:?}"))?
-        } else {
-            TimeZone::system()
-        };
-        let body = tokens.join(" ");
-        let mut windows = Vec::new();
-        for part in body.split(';') {
-            let words: Vec<&str> = part.split_whitespace().collect();
-            let (days, times) = match words.as_slice() {
-                [] => return Err("empty window between ';'".into()),
-                [one] if one.as_bytes()[0].is_ascii_digit() => (ALL_DAYS, Some(*one)),
-                [one] => (parse_days(one)?, None),
-                [d, t] => (parse_days(d)?, Some(*t)),
-                _ => {
-                    return Err(format!(
-                        "cannot read window {:?}; expected DAYS HH:MM-HH:MM",
-                        part.trim()
-                    ))
-                }
-            };
-            match times {
-                None => windows.push(Window {
-                    days,
-                    start: 0,
-                    end: 24 * 60,
-                }),
-                Some(t) => {
-                    for range in t.split(',') {
-                        let (a, b) = range.split_once('-').ok_or_else(|| {
-                            format!("time range {range:?} must look like 06:00-20:00")
-                        })?;
-                        let (start, end) = (parse_time(a)?, parse_time(b)?);
-                        if start == end || start >= 24 * 60 {
-                            return Err(format!("time range {range:?} is empty"));
-                        }
-                        windows.push(Window { days, start, end });
-                    }
-                }
-            }
-        }
-        Ok(Schedule {
-            windows,
-            tz,
-            source: s.to_owned(),
-        })
-    }
-
-    /// Whether `now` falls inside one of the windows, judged in the
-    /// schedule's zone.
-    pub fn contains(&self, now: Timestamp) -> bool {
-        let local = now.to_zoned(self.tz.clone());
-        let day = local.weekday().to_monday_zero_offset() as u8;
-        let prev = (day + 6) % 7;
-        let minute = local.hour() as u16 * 60 + local.minute() as u16;
-        self.windows.iter().any(|w| {
-            let on = |d: u8| w.days & (1 << d) != 0;
-            if w.start < w.end {
-                on(day) && (w.start..w.end).contains(&minute)
-            } else {
-                (on(day) && minute >= w.start) || (on(prev) && minute < w.end)
-            }
-        })
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.source
-    }
-
-    pub fn time_zone(&self) -> TimeZone {
-        self.tz.clone()
-    }
-
-    pub fn time_zone_name(&self) -> Option<&str> {
-        self.tz.iana_name()
-    }
-}
-
-impl PartialEq for Schedule {
-    fn eq(&self, other: &Self) -> bool {
-        self.source == other.source
-    }
-}
-
-impl fmt::Display for Schedule {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.source)
-    }
-}
-
-fn looks_like_zone(token: &str) -> bool {
-    token.contains('/') || token.eq_ignore_ascii_case("utc") || token.eq_ignore_ascii_case("local")
-}
-
-fn parse_days(s: &str) -> Result<u8, String> {
-    let lower = s.to_ascii_lowercase();
-    if lower == "daily" || lower == "*" {
-        return Ok(ALL_DAYS);
-    }
-    let day = |d: &str| {
-        DAY_NAMES
-            .iter()
-            .position(|n| *n == d)
-            .map(|i| i as u8)
-            .ok_or_else(|| format!("unknown day {d:?}; use Mon, Tue, Wed, Thu, Fri, Sat, Sun"))
-    };
-    let mut mask = 0u8;
-    for item in lower.split(',') {
-        match item.split_once('-') {
-            Some((a, b)) => {
-                let (a, b) = (day(a)?, day(b)?);
-                let mut d = a;
-                loop {
-                    mask |= 1 << d;
-                    if d == b {
-                        break;
-                    }
-                    d = (d + 1) % 7;
-                }
-            }
-            None => mask |= 1 << day(item)?,
-        }
-    }
-    Ok(mask)
-}
-
-fn parse_time(s: &str) -> Result<u16, String> {
-    let bad = || format!("time {s:?} must look like 06:30");
-    let (h, m) = s.split_once(':').ok_or_else(bad)?;
-    let two_digits = |x: &str| x.len() == 2 && x.bytes().all(|c| c.is_ascii_digit());
-    if !two_digits(h) || !two_digits(m) {
-        return Err(bad());
-    }
-    let h: u16 = h.parse().map_err(|_| bad())?;
-    let m: u16 = m.parse().map_err(|_| bad())?;
-    if m > 59 || h > 24 || (h == 24 && m != 0) {
-        return Err(bad());
-    }
-    Ok(h * 60 + m)
-}
-
-impl Schedule {
-    /// The windows as (day mask, bit 0 Monday; start minute; end minute),
-    /// for the fuzz targets in `fuzz/`.
-    #[doc(hidden)]
-    pub fn fuzz_windows(&self) -> Vec<(u8, u16, u16)> {
-        self.windows
-            .iter()
-            .map(|w| (w.days, w.start, w.end))
-            .collect()
     }
 }
 
@@ -296,7 +147,6 @@ mod tests {
     use std::collections::BTreeSet;
 
     use super::*;
-    use crate::config::ProcessRule;
 
     fn ts(s: &str) -> Timestamp {
         s.parse().unwrap()
@@ -315,179 +165,222 @@ mod tests {
             schedule: schedule.map(|s| Schedule::parse(s).unwrap()),
             processes,
             anomaly: Default::default(),
-            max_leases: crate::config::DEFAULT_MAX_LEASES,
+            max_leases: DEFAULT_MAX_LEASES,
         }
     }
 
-    #[test]
-    fn decide_table() {
-        use Decision::*;
-        use DenyReason::*;
-        let tcp = PeerFacts::default();
+    /// Name, bot, request, peer, time and the decision expected.
+    type Case<'a> = (
+        &'a str,
+        Option<&'a BotDef>,
+        Request<'a>,
+        &'a PeerFacts,
+        Timestamp,
+        Decision,
+    );
+
+    fn check(cases: Vec<Case<'_>>) {
+        for (what, bot, req, peer, now, want) in cases {
+            let got = decide(bot, req, &Context { now, peer });
+            assert_eq!(got, want, "{what}");
+        }
+    }
+
+    /// The peers, bots and times the decision tables use.
+    struct Table {
+        tcp: PeerFacts,
+        good_proc: PeerFacts,
+        bad_uid: PeerFacts,
+        bad_exe: PeerFacts,
+        weekday_day: Timestamp,
+        weekday_night: Timestamp,
+        saturday: Timestamp,
+        plain: BotDef,
+        scheduled: BotDef,
+        pinned: BotDef,
+    }
+
+    fn table() -> Table {
         let good_proc = PeerFacts {
             uid: Some(1001),
             exe: Some("/opt/rpa/bin/python3".into()),
-            via_unix: true,
-        };
-        let bad_uid = PeerFacts {
-            uid: Some(0),
-            ..good_proc.clone()
-        };
-        let bad_exe = PeerFacts {
-            exe: Some("/usr/bin/python3".into()),
-            ..good_proc.clone()
+            verified: true,
+            ..PeerFacts::default()
         };
         let rule = || {
             vec![ProcessRule {
                 uid: Some(1001),
                 exe: Some("/opt/rpa/bin/python3".into()),
+                ..ProcessRule::default()
             }]
         };
-        // Wednesday 2026-11-25 10:00 in Berlin is 09:00 UTC.
-        let weekday_day = ts("2026-11-25T09:00:00Z");
-        let weekday_night = ts("2026-11-25T21:30:00Z");
-        let saturday = ts("2026-11-28T09:00:00Z");
         let sched = Some("Mon-Fri 06:00-20:00 Europe/Berlin");
+        Table {
+            tcp: PeerFacts::default(),
+            bad_uid: PeerFacts {
+                uid: Some(0),
+                ..good_proc.clone()
+            },
+            bad_exe: PeerFacts {
+                exe: Some("/usr/bin/python3".into()),
+                ..good_proc.clone()
+            },
+            good_proc,
+            // Wednesday 2026-11-25 10:00 in Berlin is 09:00 UTC.
+            weekday_day: ts("2026-11-25T09:00:00Z"),
+            weekday_night: ts("2026-11-25T21:30:00Z"),
+            saturday: ts("2026-11-28T09:00:00Z"),
+            plain: bot(&["erp-db"], None, vec![]),
+            scheduled: bot(&["erp-db"], sched, vec![]),
+            pinned: bot(&["erp-db"], None, rule()),
+        }
+    }
 
-        let plain = bot(&["erp-db"], None, vec![]);
-        let scheduled = bot(&["erp-db"], sched, vec![]);
-        let pinned = bot(&["erp-db"], None, rule());
-
-        /// Name, bot, request, peer, time and the decision expected.
-        type Case<'a> = (
-            &'a str,
-            Option<&'a BotDef>,
-            Request<'a>,
-            &'a PeerFacts,
-            Timestamp,
-            Decision,
-        );
-        let cases: Vec<Case> = vec![
+    #[test]
+    fn decide_unknown_bots_and_grants() {
+        use Decision::*;
+        use DenyReason::*;
+        let t = table();
+        check(vec![
             (
                 "unknown bot",
                 None,
                 Request::Secret("erp-db"),
-                &tcp,
-                weekday_day,
+                &t.tcp,
+                t.weekday_day,
                 Deny(UnknownBot),
             ),
             (
                 "unknown bot, metadata",
                 None,
                 Request::Metadata,
-                &tcp,
-                weekday_day,
+                &t.tcp,
+                t.weekday_day,
                 Deny(UnknownBot),
             ),
             (
                 "granted",
-                Some(&plain),
+                Some(&t.plain),
                 Request::Secret("erp-db"),
-                &tcp,
-                weekday_day,
+                &t.tcp,
+                t.weekday_day,
                 Allow,
             ),
             (
                 "not granted",
-                Some(&plain),
+                Some(&t.plain),
                 Request::Secret("payroll"),
-                &tcp,
-                weekday_day,
+                &t.tcp,
+                t.weekday_day,
                 Deny(NotGranted),
             ),
             (
                 "metadata",
-                Some(&plain),
+                Some(&t.plain),
                 Request::Metadata,
-                &tcp,
-                saturday,
+                &t.tcp,
+                t.saturday,
                 Allow,
             ),
+        ]);
+    }
+
+    #[test]
+    fn decide_schedules() {
+        use Decision::*;
+        use DenyReason::*;
+        let t = table();
+        check(vec![
             (
                 "in schedule",
-                Some(&scheduled),
+                Some(&t.scheduled),
                 Request::Secret("erp-db"),
-                &tcp,
-                weekday_day,
+                &t.tcp,
+                t.weekday_day,
                 Allow,
             ),
             (
                 "after hours",
-                Some(&scheduled),
+                Some(&t.scheduled),
                 Request::Secret("erp-db"),
-                &tcp,
-                weekday_night,
+                &t.tcp,
+                t.weekday_night,
                 Deny(OutsideSchedule),
             ),
             (
                 "weekend",
-                Some(&scheduled),
+                Some(&t.scheduled),
                 Request::Secret("erp-db"),
-                &tcp,
-                saturday,
+                &t.tcp,
+                t.saturday,
                 Deny(OutsideSchedule),
             ),
             (
                 "schedule does not limit whoami",
-                Some(&scheduled),
+                Some(&t.scheduled),
                 Request::Metadata,
-                &tcp,
-                saturday,
+                &t.tcp,
+                t.saturday,
                 Allow,
             ),
             (
                 "ungranted outside schedule is not_granted",
-                Some(&scheduled),
+                Some(&t.scheduled),
                 Request::Secret("x"),
-                &tcp,
-                saturday,
+                &t.tcp,
+                t.saturday,
                 Deny(NotGranted),
             ),
+        ]);
+    }
+
+    #[test]
+    fn decide_process_rules() {
+        use Decision::*;
+        use DenyReason::*;
+        let t = table();
+        check(vec![
             (
                 "right process",
-                Some(&pinned),
+                Some(&t.pinned),
                 Request::Secret("erp-db"),
-                &good_proc,
-                weekday_day,
+                &t.good_proc,
+                t.weekday_day,
                 Allow,
             ),
             (
                 "wrong uid",
-                Some(&pinned),
+                Some(&t.pinned),
                 Request::Secret("erp-db"),
-                &bad_uid,
-                weekday_day,
+                &t.bad_uid,
+                t.weekday_day,
                 Deny(ProcessMismatch),
             ),
             (
                 "wrong exe",
-                Some(&pinned),
+                Some(&t.pinned),
                 Request::Secret("erp-db"),
-                &bad_exe,
-                weekday_day,
+                &t.bad_exe,
+                t.weekday_day,
                 Deny(ProcessMismatch),
             ),
             (
                 "pinned bot over tcp",
-                Some(&pinned),
+                Some(&t.pinned),
                 Request::Secret("erp-db"),
-                &tcp,
-                weekday_day,
+                &t.tcp,
+                t.weekday_day,
                 Deny(ProcessUnverifiable),
             ),
             (
                 "pinned bot whoami over tcp",
-                Some(&pinned),
+                Some(&t.pinned),
                 Request::Metadata,
-                &tcp,
-                weekday_day,
+                &t.tcp,
+                t.weekday_day,
                 Deny(ProcessUnverifiable),
             ),
-        ];
-        for (what, bot, req, peer, now, want) in cases {
-            let got = decide(bot, req, &Context { now, peer });
-            assert_eq!(got, want, "{what}");
-        }
+        ]);
     }
 
     #[test]
@@ -498,12 +391,14 @@ mod tests {
             vec![ProcessRule {
                 uid: Some(7),
                 exe: None,
+                ..ProcessRule::default()
             }],
         );
         let peer = PeerFacts {
             uid: Some(7),
             exe: Some("/bin/anything".into()),
-            via_unix: true,
+            verified: true,
+            ..PeerFacts::default()
         };
         assert_eq!(
             decide(
@@ -517,73 +412,129 @@ mod tests {
             Decision::Allow
         );
     }
-
     #[test]
-    fn schedule_windows() {
-        let s = Schedule::parse("Mon-Fri 06:00-12:00,13:00-20:00; Sat 22:00-02:00 UTC").unwrap();
-        // 2026-11-23 is a Monday.
-        assert!(s.contains(ts("2026-11-23T06:00:00Z")));
-        assert!(!s.contains(ts("2026-11-23T05:59:59Z")));
-        assert!(!s.contains(ts("2026-11-23T12:30:00Z")));
-        assert!(s.contains(ts("2026-11-23T19:59:00Z")));
-        assert!(!s.contains(ts("2026-11-23T20:00:00Z")));
-        // Saturday night into Sunday morning.
-        assert!(s.contains(ts("2026-11-28T23:00:00Z")));
-        assert!(s.contains(ts("2026-11-29T01:59:00Z")));
-        assert!(!s.contains(ts("2026-11-29T02:00:00Z")));
-        assert!(!s.contains(ts("2026-11-29T22:00:00Z")));
+    fn windows_rules_match_sid_and_account_and_fail_closed_without_them() {
+        let b = bot(
+            &["s"],
+            None,
+            vec![
+                ProcessRule {
+                    user: Some(r"CORP\svc-rpa-invoice".into()),
+                    exe: Some(r"C:\Program Files\UiPath\UiPath.Executor.exe".into()),
+                    ..ProcessRule::default()
+                },
+                ProcessRule {
+                    sid: Some("S-1-5-21-1-2-3-1001".into()),
+                    ..ProcessRule::default()
+                },
+            ],
+        );
+        let decide_for = |peer: &PeerFacts| {
+            decide(
+                Some(&b),
+                Request::Secret("s"),
+                &Context {
+                    now: Timestamp::now(),
+                    peer,
+                },
+            )
+        };
+        let robot = PeerFacts {
+            exe: Some(r"C:\Program Files\UiPath\UiPath.Executor.exe".into()),
+            sid: Some("S-1-5-21-1-2-3-1107".into()),
+            user: Some(r"corp\SVC-RPA-INVOICE".into()),
+            verified: true,
+            ..PeerFacts::default()
+        };
+        assert_eq!(decide_for(&robot), Decision::Allow);
+        let other_user = PeerFacts {
+            user: Some(r"CORP\svc-rpa-payroll".into()),
+            ..robot.clone()
+        };
+        assert_eq!(
+            decide_for(&other_user),
+            Decision::Deny(DenyReason::ProcessMismatch)
+        );
+        let by_sid = PeerFacts {
+            exe: Some(r"C:\Windows\System32\WindowsPowerShell\v1.0\powershell.exe".into()),
+            sid: Some("S-1-5-21-1-2-3-1001".into()),
+            user: None,
+            ..robot.clone()
+        };
+        assert_eq!(decide_for(&by_sid), Decision::Allow);
+        let unread = PeerFacts {
+            user: None,
+            sid: None,
+            ..robot.clone()
+        };
+        assert_eq!(
+            decide_for(&unread),
+            Decision::Deny(DenyReason::ProcessMismatch)
+        );
+        let unverified = PeerFacts {
+            verified: false,
+            ..robot
+        };
+        assert_eq!(
+            decide_for(&unverified),
+            Decision::Deny(DenyReason::ProcessUnverifiable)
+        );
     }
 
     #[test]
-    fn schedule_follows_daylight_saving_in_its_zone() {
-        let s = Schedule::parse("daily 06:00-07:00 Europe/Berlin").unwrap();
-        // Winter: 06:30 Berlin = 05:30 UTC; summer: 06:30 Berlin = 04:30 UTC.
-        assert!(s.contains(ts("2026-01-15T05:30:00Z")));
-        assert!(!s.contains(ts("2026-01-15T04:30:00Z")));
-        assert!(s.contains(ts("2026-07-15T04:30:00Z")));
-        assert!(!s.contains(ts("2026-07-15T05:30:00Z")));
-    }
-
-    #[test]
-    fn bad_schedules_are_refused_with_a_reason() {
-        for (bad, why) in [
-            ("", "empty"),
-            ("Mon-Fry 06:00-20:00", "unknown day"),
-            ("Mon 6:00-20:00", "must look like"),
-            ("Mon 06:00-25:00", "must look like"),
-            ("Mon 06:00-06:00", "empty"),
-            ("Mon 06:00-20:00 Mars/Olympus", "unknown time zone"),
-            ("Mon 06:00 20:00 x", "cannot read window"),
-        ] {
-            let err = Schedule::parse(bad).unwrap_err();
-            assert!(err.contains(why), "{bad:?}: {err}");
-        }
-    }
-
-    #[test]
-    fn times_with_a_sign_are_refused() {
-        // `u16::from_str` takes a leading '+'; a time is two digits and a
-        // colon, nothing else.
-        for bad in ["06:+0-00:+0", "Mon +6:00-20:00", "Mon 06:00-+8:00"] {
-            let err = Schedule::parse(bad).unwrap_err();
-            assert!(err.contains("must look like"), "{bad:?}: {err}");
-        }
-    }
-
-    #[test]
-    fn the_unknown_zone_marker_is_not_a_zone() {
-        // jiff resolves `Etc/Unknown`, in any case, to its marker for a zone
-        // it could not find, which behaves as UTC.
-        for bad in ["Mon 06:00-20:00 Etc/Unknown", "* \u{85} Etc/unknOwN\u{b}"] {
-            let err = Schedule::parse(bad).unwrap_err();
-            assert!(err.contains("unknown time zone"), "{bad:?}: {err}");
-        }
-    }
-
-    #[test]
-    fn day_ranges_wrap_around_the_week() {
-        assert_eq!(parse_days("Fri-Mon").unwrap(), 0b111_0001);
-        assert_eq!(parse_days("Mon,Wed").unwrap(), 0b000_0101);
-        assert_eq!(parse_days("daily").unwrap(), ALL_DAYS);
+    fn a_privileged_secret_is_read_only_inside_its_own_window() {
+        let b = bot(&["sap-admin", "erp-db"], None, vec![]);
+        let peer = PeerFacts::default();
+        let at = |t: &str| Context {
+            now: ts(t),
+            peer: &peer,
+        };
+        let window = Window {
+            id: "e1".into(),
+            bot: "invoice-bot".into(),
+            secret: "sap-admin".into(),
+            not_before: ts("2026-12-01T10:00:00Z"),
+            not_after: ts("2026-12-01T10:15:00Z"),
+            approvers: vec!["finance-lead@corp.example".into()],
+        };
+        let other_bot = Window {
+            bot: "report-bot".into(),
+            ..window.clone()
+        };
+        let other_secret = Window {
+            secret: "erp-db".into(),
+            ..window.clone()
+        };
+        let read = |w: Option<&Window>, t: &str| {
+            decide(
+                Some(&b),
+                Request::Privileged {
+                    secret: "sap-admin",
+                    window: w,
+                },
+                &at(t),
+            )
+        };
+        let required = Decision::Deny(DenyReason::ElevationRequired);
+        assert_eq!(read(None, "2026-12-01T10:05:00Z"), required);
+        assert_eq!(read(Some(&window), "2026-12-01T10:05:00Z"), Decision::Allow);
+        assert_eq!(read(Some(&window), "2026-12-01T10:00:00Z"), Decision::Allow);
+        assert_eq!(read(Some(&window), "2026-12-01T09:59:59Z"), required);
+        assert_eq!(read(Some(&window), "2026-12-01T10:15:00Z"), required);
+        assert_eq!(read(Some(&other_bot), "2026-12-01T10:05:00Z"), required);
+        assert_eq!(read(Some(&other_secret), "2026-12-01T10:05:00Z"), required);
+        // A window never stands in for a grant.
+        let ungranted = bot(&["erp-db"], None, vec![]);
+        assert_eq!(
+            decide(
+                Some(&ungranted),
+                Request::Privileged {
+                    secret: "sap-admin",
+                    window: Some(&window)
+                },
+                &at("2026-12-01T10:05:00Z")
+            ),
+            Decision::Deny(DenyReason::NotGranted)
+        );
     }
 }

@@ -12,8 +12,6 @@ use bytes::Bytes;
 use serde_json::Value;
 use zeroize::Zeroize;
 
-pub use secrecy::{ExposeSecret, SecretBox, SecretString};
-
 /// The fields of one secret as read from Vault: a JSON object whose values
 /// are secret. Field names are not secret and may be listed.
 pub struct SecretFields(serde_json::Map<String, Value>);

@@ -7,9 +7,11 @@
 //! future, so a wrapping verifier notes what it saw in a task-local slot that
 //! the accept loop reads afterwards.
 
+use crate::error::Unauthenticated;
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::ring as provider;
@@ -22,8 +24,20 @@ use rustls::{
     SignatureScheme,
 };
 
-use crate::config;
 use crate::identity::{self, PeerIdentity};
+
+/// The server's TLS settings, as validated from the config's `[tls]` table.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Settings {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub client_ca: PathBuf,
+    pub crl: Vec<PathBuf>,
+    pub trust_domain: String,
+    pub allow_cn_fallback: bool,
+    /// How long before a CRL's `nextUpdate` the log warns.
+    pub crl_warn_before: Duration,
+}
 
 /// Problems building a TLS configuration. Key material never appears here.
 #[derive(Debug)]
@@ -50,7 +64,7 @@ pub fn install_provider() {
 /// The server configuration: TLS 1.3 and 1.2, a mandatory client certificate
 /// from `client_ca` checked against the CRLs, HTTP/1.1 and resumption by
 /// tickets and session IDs.
-pub fn server_config(tls: &config::Tls) -> Result<ServerTls, TlsError> {
+pub fn server_config(tls: &Settings) -> Result<ServerTls, TlsError> {
     let certs = load_certs(&tls.cert)?;
     let key = load_key(&tls.key)?;
     let mut roots = RootCertStore::empty();
@@ -249,27 +263,27 @@ fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
 }
 
 /// A short reason code for a failed handshake.
-pub fn failure_reason(error: Option<&rustls::Error>) -> &'static str {
+pub fn failure_reason(error: Option<&rustls::Error>) -> Unauthenticated {
     use rustls::{CertificateError as C, Error as E};
+    use Unauthenticated as U;
     match error {
-        Some(E::NoCertificatesPresented) => "no_client_certificate",
+        Some(E::NoCertificatesPresented) => U::NoClientCertificate,
         Some(E::InvalidCertificate(c)) => match c {
-            C::Expired | C::ExpiredContext { .. } => "certificate_expired",
-            C::NotValidYet | C::NotValidYetContext { .. } => "certificate_not_yet_valid",
-            C::Revoked => "certificate_revoked",
-            C::UnknownIssuer => "unknown_issuer",
-            C::BadSignature => "bad_signature",
-            C::InvalidPurpose | C::InvalidPurposeContext { .. } => "wrong_key_usage",
-            C::UnknownRevocationStatus => "unknown_revocation_status",
-            C::ExpiredRevocationList | C::ExpiredRevocationListContext { .. } => "crl_expired",
-            _ => "invalid_certificate",
+            C::Expired | C::ExpiredContext { .. } => U::CertificateExpired,
+            C::NotValidYet | C::NotValidYetContext { .. } => U::CertificateNotYetValid,
+            C::Revoked => U::CertificateRevoked,
+            C::UnknownIssuer => U::UnknownIssuer,
+            C::BadSignature => U::BadSignature,
+            C::InvalidPurpose | C::InvalidPurposeContext { .. } => U::WrongKeyUsage,
+            C::UnknownRevocationStatus => U::UnknownRevocationStatus,
+            C::ExpiredRevocationList | C::ExpiredRevocationListContext { .. } => U::CrlExpired,
+            _ => U::InvalidCertificate,
         },
-        Some(E::InvalidCertRevocationList(_)) => "bad_crl",
-        Some(E::NoApplicationProtocol) => "no_alpn_match",
-        Some(E::PeerIncompatible(_)) => "peer_incompatible",
-        Some(E::InvalidMessage(_)) => "tls_protocol_error",
-        Some(_) => "tls_handshake_failed",
-        None => "tls_handshake_failed",
+        Some(E::InvalidCertRevocationList(_)) => U::BadCrl,
+        Some(E::NoApplicationProtocol) => U::NoAlpnMatch,
+        Some(E::PeerIncompatible(_)) => U::PeerIncompatible,
+        Some(E::InvalidMessage(_)) => U::TlsProtocolError,
+        Some(_) | None => U::TlsHandshakeFailed,
     }
 }
 
@@ -316,7 +330,7 @@ impl ClientCertVerifier for NotingVerifier {
             .inner
             .verify_client_cert(end_entity, intermediates, now);
         let _ = HANDSHAKE_NOTE.try_with(|note| {
-            let mut note = note.lock().unwrap_or_else(|e| e.into_inner());
+            let mut note = crate::lock(note);
             note.peer = Some(identity::from_der(
                 end_entity,
                 &self.trust_domain,

@@ -32,16 +32,20 @@ use vaultrs::client::{VaultClient, VaultClientSettingsBuilder};
 use vaultrs::error::ClientError;
 use zeroize::{Zeroize, Zeroizing};
 
-use crate::config::{self, SecretDef, SecretSource, VaultAuth};
 use crate::error::VaultError;
+use crate::policy::{SecretDef, SecretSource};
 use crate::secret::{wipe_value, SecretFields};
+
+mod settings;
+
+pub use settings::{Settings, VaultAuth};
 
 /// One call to Vault through a vaultrs client.
 type VaultFuture<'c, T> = Pin<Box<dyn Future<Output = Result<T, ClientError>> + Send + 'c>>;
 
 /// A handle to Vault shared by all requests.
 pub struct Vault {
-    cfg: config::Vault,
+    cfg: Settings,
     http: reqwest::Client,
     session: RwLock<Option<Arc<Session>>>,
     login_lock: tokio::sync::Mutex<()>,
@@ -60,13 +64,23 @@ pub struct Vault {
 /// one probe request may try it again. While every address is open,
 /// requests fail fast with 503 and Vault sees no retry storm.
 #[derive(Default)]
-struct Breaker {
-    failures: std::sync::atomic::AtomicU32,
-    open_until: Mutex<Option<Instant>>,
-    /// When the probe now in flight started; a probe whose request was
-    /// dropped unanswered (client gone, shutdown) expires after
-    /// [`PROBE_TIMEOUT`] so the address is not left closed for good.
-    probe_since: Mutex<Option<Instant>>,
+struct Breaker(Mutex<BreakerState>);
+
+/// Where a breaker stands. `failures` counts the failures since the address
+/// last answered; each one doubles the next backoff. Every failure opens the
+/// breaker, so a closed one has none.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum BreakerState {
+    /// Requests go through.
+    #[default]
+    Closed,
+    /// No request goes through before `until`; the first one after it is the
+    /// probe.
+    Open { failures: u32, until: Instant },
+    /// The probe started at `since` and others wait for its outcome. A probe
+    /// whose request was dropped unanswered (client gone, shutdown) expires
+    /// after [`PROBE_TIMEOUT`] so the address is not left closed for good.
+    Probing { failures: u32, since: Instant },
 }
 
 const BREAKER_BASE: Duration = Duration::from_millis(100);
@@ -141,7 +155,7 @@ const RELOGIN_MIN_INTERVAL: Duration = Duration::from_secs(2);
 // === impl Vault ===
 
 impl Vault {
-    pub fn new(cfg: config::Vault) -> Result<Arc<Vault>, VaultError> {
+    pub fn new(cfg: Settings) -> Result<Arc<Vault>, VaultError> {
         let http = http_client(&cfg)?;
         let cfg_len = cfg.addresses.len();
         Ok(Arc::new(Vault {
@@ -157,7 +171,7 @@ impl Vault {
         }))
     }
 
-    pub fn config(&self) -> &config::Vault {
+    pub fn config(&self) -> &Settings {
         &self.cfg
     }
 
@@ -213,9 +227,10 @@ impl Vault {
         let body =
             serde_json::to_vec(&serde_json::json!({ "lease_id": lease_id })).unwrap_or_default();
         self.call(|c| {
-            let ep = LeaseOp {
-                path: "sys/leases/revoke",
-                body: body.clone(),
+            let ep = PathOp {
+                method: RequestMethod::PUT,
+                path: "sys/leases/revoke".to_owned(),
+                body: Some(body.clone()),
             };
             Box::pin(vaultrs::api::exec_with_empty(c, ep))
         })
@@ -236,9 +251,10 @@ impl Vault {
         .unwrap_or_default();
         let mut raw = self
             .call(|c| {
-                let ep = LeaseOp {
-                    path: "sys/leases/renew",
-                    body: body.clone(),
+                let ep = PathOp {
+                    method: RequestMethod::PUT,
+                    path: "sys/leases/renew".to_owned(),
+                    body: Some(body.clone()),
                 };
                 Box::pin(vaultrs::api::exec_with_no_result(c, ep))
             })
@@ -248,6 +264,76 @@ impl Vault {
             ttl_seconds: raw.lease_duration,
             renewable: raw.renewable,
         })
+    }
+
+    /// Writes `data` as the new version of the KV v2 secret at
+    /// `mount/data/path`: the elevation mailbox, never a bot's secret.
+    pub async fn kv_put(&self, mount: &str, path: &str, data: &Value) -> Result<(), VaultError> {
+        let body = serde_json::to_vec(&serde_json::json!({ "data": data })).unwrap_or_default();
+        let path = format!("{mount}/data/{path}");
+        self.call(|c| {
+            let ep = PathOp {
+                method: RequestMethod::POST,
+                path: path.clone(),
+                body: Some(body.clone()),
+            };
+            Box::pin(vaultrs::api::exec_with_no_result(c, ep))
+        })
+        .await
+        .map(drop)
+    }
+
+    /// The latest version of the KV v2 secret at `mount/data/path`, or
+    /// `None` if there is none.
+    pub async fn kv_get(&self, mount: &str, path: &str) -> Result<Option<Value>, VaultError> {
+        let path = format!("{mount}/data/{path}");
+        match self.path_op(RequestMethod::GET, path).await {
+            Ok(mut raw) => Ok(raw
+                .data
+                .as_mut()
+                .and_then(|d| d.get_mut("data"))
+                .map(Value::take)
+                .filter(|d| !d.is_null())),
+            Err(VaultError::Status { code: 404, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The keys under `mount/metadata/path`; none if there are none.
+    pub async fn kv_list(&self, mount: &str, path: &str) -> Result<Vec<String>, VaultError> {
+        let path = format!("{mount}/metadata/{path}");
+        match self.path_op(RequestMethod::LIST, path).await {
+            Ok(raw) => Ok(raw
+                .data
+                .as_ref()
+                .and_then(|d| d.get("keys"))
+                .and_then(Value::as_array)
+                .map(|keys| {
+                    keys.iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default()),
+            Err(VaultError::Status { code: 404, .. }) => Ok(Vec::new()),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn path_op(
+        &self,
+        method: RequestMethod,
+        path: String,
+    ) -> Result<RawResponse, VaultError> {
+        self.call(|c| {
+            let ep = PathOp {
+                method: method.clone(),
+                path: path.clone(),
+                body: None,
+            };
+            Box::pin(vaultrs::api::exec_with_no_result(c, ep))
+        })
+        .await
     }
 
     /// Health of each configured address, asked concurrently, without a
@@ -371,7 +457,7 @@ impl Vault {
         auth.client_token.zeroize();
         auth.accessor.zeroize();
         // Renewal can shorten the TTL (max TTL reached): reschedule on the new one.
-        *s.timing.lock().unwrap_or_else(|e| e.into_inner()) = timing(ttl, renewable);
+        *crate::lock(&s.timing) = timing(ttl, renewable);
         info!(ttl, "Renewed Vault token");
         Ok(())
     }
@@ -477,7 +563,7 @@ impl Vault {
             return Ok(());
         }
         if !force {
-            let mut last = self.last_login.lock().unwrap_or_else(|e| e.into_inner());
+            let mut last = crate::lock(&self.last_login);
             if last.is_some_and(|t| t.elapsed() < RELOGIN_MIN_INTERVAL) {
                 return Err(VaultError::Status {
                     code: 403,
@@ -548,7 +634,7 @@ impl Vault {
         info.id.zeroize();
         info.accessor.zeroize();
         let renewable = info.renewable.unwrap_or(false);
-        *session.timing.lock().unwrap_or_else(|e| e.into_inner()) = timing(info.ttl, renewable);
+        *crate::lock(&session.timing) = timing(info.ttl, renewable);
         Ok(session)
     }
 
@@ -584,49 +670,205 @@ impl Breaker {
     /// Whether a request may go to this address now. After the backoff one
     /// probe goes through; others wait for its outcome.
     fn allows(&self, now: Instant) -> bool {
-        let open_until = *self.open_until.lock().unwrap_or_else(|e| e.into_inner());
-        match open_until {
-            None => true,
-            Some(t) if now < t => false,
-            Some(_) => {
-                let mut probe = self.probe_since.lock().unwrap_or_else(|e| e.into_inner());
-                match *probe {
-                    Some(since) if now.duration_since(since) < PROBE_TIMEOUT => false,
-                    _ => {
-                        *probe = Some(now);
-                        true
-                    }
-                }
+        let mut state = crate::lock(&self.0);
+        match *state {
+            BreakerState::Closed => true,
+            BreakerState::Open { until, .. } if now < until => false,
+            BreakerState::Probing { since, .. } if now.duration_since(since) < PROBE_TIMEOUT => {
+                false
+            }
+            BreakerState::Open { failures, .. } | BreakerState::Probing { failures, .. } => {
+                *state = BreakerState::Probing {
+                    failures,
+                    since: now,
+                };
+                true
             }
         }
     }
 
+    /// Records a failure at `now` and opens the breaker for the backoff,
+    /// ±25 % of random jitter so that many sidecars do not retry in step.
     fn failed(&self, now: Instant) {
-        let failures = self.failures.fetch_add(1, Ordering::AcqRel) + 1;
-        let backoff = BREAKER_BASE
-            .saturating_mul(1 << failures.min(16).saturating_sub(1))
-            .min(BREAKER_MAX);
-        // ±25 % jitter, so that many sidecars do not retry in step.
         let mut r = [0u8; 2];
         let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut r);
         let jitter = 0.75 + f64::from(u16::from_le_bytes(r)) / f64::from(u16::MAX) * 0.5;
-        *self.open_until.lock().unwrap_or_else(|e| e.into_inner()) =
-            Some(now + backoff.mul_f64(jitter));
-        *self.probe_since.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        self.failed_with_jitter(now, jitter);
     }
 
-    fn succeeded(&self) {
-        if self.failures.swap(0, Ordering::AcqRel) > 0 {
-            *self.open_until.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    /// [`Breaker::failed`] with the backoff multiplied by `jitter`.
+    fn failed_with_jitter(&self, now: Instant, jitter: f64) {
+        let mut state = crate::lock(&self.0);
+        let failures = match *state {
+            BreakerState::Closed => 0,
+            BreakerState::Open { failures, .. } | BreakerState::Probing { failures, .. } => {
+                failures
+            }
         }
-        *self.probe_since.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        .saturating_add(1);
+        let backoff = BREAKER_BASE
+            .saturating_mul(1 << failures.min(16).saturating_sub(1))
+            .min(BREAKER_MAX);
+        *state = BreakerState::Open {
+            failures,
+            until: now + backoff.mul_f64(jitter),
+        };
+    }
+
+    /// Records an answer: the address is usable again.
+    fn succeeded(&self) {
+        *crate::lock(&self.0) = BreakerState::Closed;
     }
 
     fn is_open(&self) -> bool {
-        self.open_until
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .is_some_and(|t| Instant::now() < t)
+        self.is_open_at(Instant::now())
+    }
+
+    /// Whether requests are held back at `now`: open and still in its
+    /// backoff. A breaker whose backoff is over, or whose probe is out, is
+    /// not open.
+    fn is_open_at(&self, now: Instant) -> bool {
+        matches!(*crate::lock(&self.0), BreakerState::Open { until, .. } if now < until)
+    }
+}
+
+#[cfg(test)]
+mod breaker_tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    fn state(b: &Breaker) -> BreakerState {
+        *crate::lock(&b.0)
+    }
+
+    #[test]
+    fn a_closed_breaker_lets_every_request_through() {
+        let b = Breaker::default();
+        let t0 = Instant::now();
+        assert!(b.allows(t0));
+        assert!(b.allows(t0));
+        assert!(!b.is_open_at(t0));
+        b.succeeded();
+        assert_eq!(state(&b), BreakerState::Closed);
+    }
+
+    #[test]
+    fn one_failure_opens_it_for_the_base_backoff() {
+        let b = Breaker::default();
+        let t0 = Instant::now();
+        b.failed_with_jitter(t0, 1.0);
+        assert_eq!(
+            state(&b),
+            BreakerState::Open {
+                failures: 1,
+                until: t0 + BREAKER_BASE
+            }
+        );
+        assert!(b.is_open_at(t0));
+        assert!(!b.allows(t0 + 99 * MS));
+        assert!(b.is_open_at(t0 + 99 * MS));
+        assert!(!b.is_open_at(t0 + 100 * MS));
+    }
+
+    #[test]
+    fn after_the_backoff_one_probe_goes_and_its_answer_closes_the_breaker() {
+        let b = Breaker::default();
+        let t0 = Instant::now();
+        b.failed_with_jitter(t0, 1.0);
+        let t1 = t0 + 100 * MS;
+        assert!(b.allows(t1));
+        assert_eq!(
+            state(&b),
+            BreakerState::Probing {
+                failures: 1,
+                since: t1
+            }
+        );
+        assert!(!b.is_open_at(t1));
+        assert!(!b.allows(t1));
+        assert!(!b.allows(t1 + PROBE_TIMEOUT - MS));
+        b.succeeded();
+        assert_eq!(state(&b), BreakerState::Closed);
+        assert!(b.allows(t1 + MS));
+        assert!(b.allows(t1 + MS));
+    }
+
+    #[test]
+    fn a_failed_probe_doubles_the_backoff_up_to_the_cap() {
+        let b = Breaker::default();
+        let mut now = Instant::now();
+        let mut want = BREAKER_BASE;
+        for failures in 1..=20u32 {
+            if failures > 1 {
+                assert!(b.allows(now), "probe {failures}");
+            }
+            b.failed_with_jitter(now, 1.0);
+            assert_eq!(
+                state(&b),
+                BreakerState::Open {
+                    failures,
+                    until: now + want
+                }
+            );
+            assert!(!b.allows(now + want - MS));
+            now += want;
+            want = (want * 2).min(BREAKER_MAX);
+        }
+        assert_eq!(want, BREAKER_MAX);
+    }
+
+    #[test]
+    fn an_unanswered_probe_expires() {
+        let b = Breaker::default();
+        let t0 = Instant::now();
+        b.failed_with_jitter(t0, 1.0);
+        let t1 = t0 + 100 * MS;
+        assert!(b.allows(t1));
+        assert!(!b.allows(t1 + PROBE_TIMEOUT - MS));
+        let t2 = t1 + PROBE_TIMEOUT;
+        assert!(b.allows(t2));
+        assert_eq!(
+            state(&b),
+            BreakerState::Probing {
+                failures: 1,
+                since: t2
+            }
+        );
+        assert!(!b.allows(t2 + MS));
+    }
+
+    #[test]
+    fn an_answer_to_an_earlier_request_closes_an_open_breaker() {
+        let b = Breaker::default();
+        let t0 = Instant::now();
+        b.failed_with_jitter(t0, 1.0);
+        b.failed_with_jitter(t0, 1.0);
+        assert!(!b.allows(t0 + MS));
+        b.succeeded();
+        assert!(b.allows(t0 + MS));
+        b.failed_with_jitter(t0 + MS, 1.0);
+        assert_eq!(
+            state(&b),
+            BreakerState::Open {
+                failures: 1,
+                until: t0 + MS + BREAKER_BASE
+            }
+        );
+    }
+
+    #[test]
+    fn jitter_stays_within_a_quarter_of_the_backoff() {
+        let t0 = Instant::now();
+        for _ in 0..50 {
+            let b = Breaker::default();
+            b.failed(t0);
+            let BreakerState::Open { failures, until } = state(&b) else {
+                panic!("{:?}", state(&b));
+            };
+            assert_eq!(failures, 1);
+            assert!(until >= t0 + 75 * MS && until <= t0 + 125 * MS);
+        }
     }
 }
 
@@ -645,7 +887,7 @@ impl Session {
     }
 
     fn timing(&self) -> Timing {
-        *self.timing.lock().unwrap_or_else(|e| e.into_inner())
+        *crate::lock(&self.timing)
     }
 
     /// Whether revoking the token is worth a call: botward got it by
@@ -715,7 +957,7 @@ impl Drop for Session {
 }
 
 fn issued_under() -> std::sync::MutexGuard<'static, BTreeMap<String, Arc<Session>>> {
-    ISSUED_UNDER.lock().unwrap_or_else(|e| e.into_inner())
+    crate::lock(&ISSUED_UNDER)
 }
 
 /// When to renew and when the token expires, from its TTL in seconds. A TTL
@@ -812,7 +1054,7 @@ fn classify(e: ClientError, address: &str) -> VaultError {
     }
 }
 
-fn http_client(cfg: &config::Vault) -> Result<reqwest::Client, VaultError> {
+fn http_client(cfg: &Settings) -> Result<reqwest::Client, VaultError> {
     let mut b = reqwest::Client::builder()
         .no_proxy()
         .timeout(cfg.timeout)
@@ -883,27 +1125,28 @@ impl Endpoint for ReadRaw {
     }
 }
 
-/// A `PUT` on a `sys/leases/*` endpoint with a JSON body.
-struct LeaseOp {
-    path: &'static str,
-    body: Vec<u8>,
+/// Any method on any path, with an optional JSON body.
+struct PathOp {
+    method: RequestMethod,
+    path: String,
+    body: Option<Vec<u8>>,
 }
 
-impl Endpoint for LeaseOp {
+impl Endpoint for PathOp {
     type Response = RawResponse;
     const REQUEST_BODY_TYPE: RequestType = RequestType::JSON;
     const RESPONSE_BODY_TYPE: ResponseType = ResponseType::JSON;
 
     fn path(&self) -> String {
-        self.path.to_owned()
+        self.path.clone()
     }
 
     fn method(&self) -> RequestMethod {
-        RequestMethod::PUT
+        self.method.clone()
     }
 
     fn body(&self) -> Result<Option<Vec<u8>>, rustify::errors::ClientError> {
-        Ok(Some(self.body.clone()))
+        Ok(self.body.clone())
     }
 }
 

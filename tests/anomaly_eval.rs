@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use botward::anomaly::scenario::{generate, Label};
-use botward::anomaly::{Analyzer, Finding, Options, DETECTORS};
+use botward::anomaly::{Analyzer, Detector, Finding, Options};
 use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp};
 
@@ -21,7 +21,7 @@ fn matches(f: &Finding, l: &Label) -> bool {
 #[test]
 fn detectors_reach_recall_0_9_with_under_1_false_finding_per_100_bot_days() {
     let tz = TimeZone::get("Europe/Berlin").unwrap();
-    let mut hits: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
+    let mut hits: BTreeMap<Detector, (usize, usize)> = BTreeMap::new();
     let mut false_findings = 0usize;
     let mut bot_days = 0.0;
     let mut false_examples = Vec::new();
@@ -49,18 +49,11 @@ fn detectors_reach_recall_0_9_with_under_1_false_finding_per_100_bot_days() {
         for f in out
             .findings
             .iter()
-            .filter(|f| DETECTORS.contains(&f.detector.as_str()))
+            .filter(|f| Detector::BEHAVIOURAL.contains(&f.detector))
         {
             let on_anomaly = sc.labels.iter().any(|l| {
                 let relabelled = Label {
-                    detector: match f.detector.as_str() {
-                        "off_schedule" => "off_schedule",
-                        "volume_spike" => "volume_spike",
-                        "new_secret" => "new_secret",
-                        "new_source" => "new_source",
-                        "sequence_change" => "sequence_change",
-                        _ => "denied_burst",
-                    },
+                    detector: f.detector,
                     ..l.clone()
                 };
                 matches(f, &relabelled)
@@ -78,8 +71,8 @@ fn detectors_reach_recall_0_9_with_under_1_false_finding_per_100_bot_days() {
     }
     let rate = false_findings as f64 / bot_days * 100.0;
     eprintln!("detector          recall   (found/injected)");
-    for d in DETECTORS {
-        let (found, total) = hits.get(d).copied().unwrap_or((0, 0));
+    for d in Detector::BEHAVIOURAL {
+        let (found, total) = hits.get(&d).copied().unwrap_or((0, 0));
         eprintln!(
             "{d:16}  {:6.3}   ({found}/{total})",
             found as f64 / total.max(1) as f64
@@ -91,8 +84,8 @@ fn detectors_reach_recall_0_9_with_under_1_false_finding_per_100_bot_days() {
     for e in &false_examples {
         eprintln!("  false: {e}");
     }
-    for d in DETECTORS {
-        let (found, total) = hits[d];
+    for d in Detector::BEHAVIOURAL {
+        let (found, total) = hits[&d];
         assert!(total > 0, "{d}: nothing injected");
         assert!(
             found as f64 / total as f64 >= 0.9,

@@ -177,10 +177,10 @@ fn live_responses_and_audit_records_match_the_specs() {
         &b.url("/v1/whoami"),
     ]);
     b.signal(libc::SIGHUP);
-    wait_for_record(&audit, std::time::Duration::from_secs(10), |r| {
+    wait_for_record(&audit, std::time::Duration::from_secs(30), |r| {
         r["kind"] == "config.reload"
     });
-    wait_for_record(&audit, std::time::Duration::from_secs(10), |r| {
+    wait_for_record(&audit, std::time::Duration::from_secs(30), |r| {
         r["kind"] == "auth.failure"
     });
 
@@ -210,7 +210,7 @@ fn auditor_tools_read_a_real_log() {
         &h.ca_pem().display().to_string(),
         &b.url("/v1/whoami"),
     ]);
-    wait_for_record(&audit, std::time::Duration::from_secs(5), |r| {
+    wait_for_record(&audit, std::time::Duration::from_secs(30), |r| {
         r["kind"] == "auth.failure"
     });
     b.signal(libc::SIGTERM);

@@ -1,6 +1,8 @@
 //! `botward dev`: one command gives a working demo whose printed lines work
 //! as pasted, and Ctrl-C cleans everything up.
 
+#![allow(unsafe_code)] // libc calls on the processes under test
+
 mod common;
 
 use std::io::{BufRead, BufReader};

@@ -28,7 +28,7 @@ fn exercise(h: &Harness, b: &Botward) {
     assert_eq!(b.call(h, &invoice, "GET", "/v1/whoami").status, 200);
     assert_eq!(b.call(h, &invoice, "GET", "/v1/health").status, 200);
     b.signal(libc::SIGHUP);
-    wait_for_record(&h.audit_path(), Duration::from_secs(10), |r| {
+    wait_for_record(&h.audit_path(), Duration::from_secs(30), |r| {
         r["kind"] == "config.reload"
     });
 }

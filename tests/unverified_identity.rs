@@ -508,7 +508,7 @@ fn a_self_signed_certificate_naming_a_bot_is_refused_and_only_a_claim() {
     }
     let (status, _) = curl_as(&h, &bot, &b.url("/v1/secrets/erp-db"), &[]);
     assert_eq!(status, 200);
-    let refused = wait_for_record(&audit, Duration::from_secs(10), |r| {
+    let refused = wait_for_record(&audit, Duration::from_secs(30), |r| {
         r["kind"] == "auth.failure"
     });
     assert_eq!(refused["reason"], "unknown_issuer", "{refused}");

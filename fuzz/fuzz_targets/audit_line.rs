@@ -260,11 +260,7 @@ fn check_analyze(files: &[PathBuf], flags: u8, total_lines: usize) {
     let a = analyzer.finish();
     assert!(a.records as usize <= total_lines);
     assert!(a.scored_bot_days.is_finite() && a.scored_bot_days >= 0.0);
-    let known: BTreeSet<&str> = anomaly::DETECTORS
-        .iter()
-        .copied()
-        .chain(["unused_grant", "privilege_creep"])
-        .collect();
+    let known: BTreeSet<&str> = anomaly::Detector::ALL.map(|d| d.as_str()).into();
     for f in &a.findings {
         assert!(
             known.contains(f.detector.as_str()),

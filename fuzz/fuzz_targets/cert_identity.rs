@@ -22,7 +22,7 @@
 
 use std::sync::OnceLock;
 
-use botward::config::is_valid_name;
+use botward::policy::is_valid_name;
 use botward::identity::{fingerprint, from_der, PeerIdentity};
 use libfuzzer_sys::fuzz_target;
 use rcgen::{CertificateParams, DistinguishedName, DnType, DnValue, KeyPair, SanType};

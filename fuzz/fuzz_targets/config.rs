@@ -25,8 +25,8 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use botward::config::{is_valid_name, Config, SecretSource};
-use botward::policy::Schedule;
+use botward::config::Config;
+use botward::policy::{is_valid_name, Schedule, SecretSource};
 use libfuzzer_sys::fuzz_target;
 
 const FILES: [&str; 10] = [

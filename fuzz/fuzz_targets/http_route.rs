@@ -21,7 +21,7 @@ use std::pin::{pin, Pin};
 use std::task::{Context, Poll, Waker};
 
 use botward::api::fuzz_parse;
-use botward::config::is_valid_name;
+use botward::policy::is_valid_name;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::server::conn::http1;
@@ -70,7 +70,7 @@ fn check(method: &Method, uri: &Uri) {
     let parsed = fuzz_parse(method, uri);
     let (kind, id, field) = match &parsed {
         Err(e) => {
-            let status = e.status().as_u16();
+            let status = e.status();
             assert!(
                 matches!(status, 400 | 404 | 405),
                 "{e:?} for {method} {uri}"

@@ -6,10 +6,10 @@
 //!
 //! Sections: the header (counts and warnings); a summary per bot with the
 //! findings per detector; per bot a timeline (inline SVG) with one lane per
-//! detector that fired; the findings table; and the least-privilege section
-//! (unused grants, privilege creep and the suggested minimal grants). Output
-//! size is bounded: tables keep their latest rows and timelines their
-//! highest-scored marks.
+//! detector that fired; the findings table; the least-privilege section
+//! (unused grants, privilege creep and the suggested minimal grants); and
+//! the just-in-time elevations per bot. Output size is bounded: tables keep
+//! their latest rows and timelines their highest-scored marks.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -17,22 +17,9 @@ use std::io::{self, BufWriter, Write};
 
 use jiff::Timestamp;
 
-use super::{Analysis, Finding};
-use crate::audit::report::{axis_tick, esc, plural, prefix};
+use super::{Analysis, Detector, Finding};
+use crate::html::{self, esc, plural, prefix};
 
-/// The detectors, in the order of the summary columns and timeline lanes.
-const DETECTORS: [&str; 8] = [
-    "off_schedule",
-    "volume_spike",
-    "new_secret",
-    "new_source",
-    "sequence_change",
-    "denied_burst",
-    "unused_grant",
-    "privilege_creep",
-];
-/// The detectors shown in the least-privilege section.
-const LEAST_PRIVILEGE: [&str; 2] = ["unused_grant", "privilege_creep"];
 /// Rows kept in the findings and least-privilege tables (the latest ones).
 const TABLE_ROWS: usize = 1000;
 /// Marks drawn per bot timeline (the highest-scored ones).
@@ -63,16 +50,15 @@ struct Period {
 /// One bot's findings, for the summary and its timeline.
 struct BotRow<'a> {
     name: &'a str,
-    /// Findings per entry of [`DETECTORS`].
-    counts: [u64; DETECTORS.len()],
-    /// Findings of detectors not in [`DETECTORS`].
-    other: u64,
+    /// Findings per entry of [`Detector::ALL`], the order of the summary
+    /// columns and timeline lanes.
+    counts: [u64; Detector::ALL.len()],
     max: u8,
     findings: Vec<&'a Finding>,
 }
 
 fn render(a: &Analysis, page: &mut String) {
-    page.push_str(HEAD);
+    html::head(page, "botward analysis", &CSS);
     render_header(a, page);
     if a.findings.is_empty() {
         page.push_str(
@@ -86,6 +72,7 @@ fn render(a: &Analysis, page: &mut String) {
         render_findings(a, page);
     }
     render_least_privilege(a, page);
+    render_elevations(a, page);
     page.push_str("</main>\n</body>\n</html>\n");
 }
 
@@ -135,14 +122,12 @@ fn bot_rows(a: &Analysis) -> Vec<BotRow<'_>> {
     for f in &a.findings {
         let row = by.entry(f.bot.as_str()).or_insert_with(|| BotRow {
             name: f.bot.as_str(),
-            counts: [0; DETECTORS.len()],
-            other: 0,
+            counts: [0; Detector::ALL.len()],
             max: 0,
             findings: Vec::new(),
         });
-        match DETECTORS.iter().position(|d| *d == f.detector) {
-            Some(i) => row.counts[i] += 1,
-            None => row.other += 1,
+        if let Some(i) = Detector::ALL.iter().position(|d| *d == f.detector) {
+            row.counts[i] += 1;
         }
         row.max = row.max.max(f.score);
         row.findings.push(f);
@@ -154,13 +139,13 @@ fn bot_rows(a: &Analysis) -> Vec<BotRow<'_>> {
 
 fn render_summary(bots: &[BotRow<'_>], page: &mut String) {
     page.push_str("<section>\n<h2>Findings per bot</h2>\n");
-    let other = bots.iter().any(|b| b.other > 0);
     page.push_str("<table class=\"summary\">\n<thead><tr><th>Bot</th>");
-    for d in DETECTORS {
-        let _ = write!(page, "<th class=\"num\">{}</th>", d.replace('_', "_<wbr>"));
-    }
-    if other {
-        page.push_str("<th class=\"num\">other</th>");
+    for d in Detector::ALL {
+        let _ = write!(
+            page,
+            "<th class=\"num\">{}</th>",
+            d.as_str().replace('_', "_<wbr>")
+        );
     }
     page.push_str(
         "<th class=\"num\">Total</th><th class=\"num\">Max score</th></tr></thead>\n<tbody>\n",
@@ -171,11 +156,7 @@ fn render_summary(bots: &[BotRow<'_>], page: &mut String) {
             "<tr><td class=\"name\"><a href=\"#bot-{i}\">{}</a></td>",
             esc(b.name)
         );
-        let mut cells: Vec<u64> = b.counts.to_vec();
-        if other {
-            cells.push(b.other);
-        }
-        for n in cells {
+        for n in b.counts {
             if n == 0 {
                 page.push_str("<td class=\"num zero\">0</td>");
             } else {
@@ -218,51 +199,78 @@ fn render_timelines(a: &Analysis, bots: &[BotRow<'_>], page: &mut String) {
     page.push_str("</section>\n");
 }
 
-/// One lane per detector that fired for the bot; one circle per finding at
-/// its start, sized and coloured by score.
-fn render_timeline(bot: &BotRow<'_>, period: Period, page: &mut String) {
-    const WIDTH: f64 = 1180.0;
-    const LEFT: f64 = 124.0;
-    const RIGHT: f64 = 14.0;
-    const LANE: f64 = 22.0;
-    const GAP: f64 = 4.0;
-    const AXIS: f64 = 26.0;
-    let plot = WIDTH - LEFT - RIGHT;
-    // Marks at either end of the period stay whole inside the lanes.
-    let inner = plot - 2.0 * PAD;
+/// The width of a timeline and, inside it, the room for lane labels on the
+/// left and a margin on the right.
+const WIDTH: f64 = 1180.0;
+const LEFT: f64 = 124.0;
+const RIGHT: f64 = 14.0;
+/// The height of a lane, the gap between lanes and the room for the axis.
+const LANE: f64 = 22.0;
+const GAP: f64 = 4.0;
+const AXIS: f64 = 26.0;
 
-    let mut lanes: Vec<&str> = DETECTORS
-        .iter()
-        .copied()
-        .filter(|d| bot.findings.iter().any(|f| f.detector == *d))
-        .collect();
-    for f in &bot.findings {
-        if !lanes.contains(&f.detector.as_str()) {
-            lanes.push(&f.detector);
+/// The marks of a bot's timeline: the highest-scored findings with a
+/// readable start, lowest score first so the worst are drawn on top.
+struct Marks<'a> {
+    drawn: Vec<(&'a Finding, Timestamp)>,
+    /// Findings left out beyond [`MARKS_PER_BOT`].
+    dropped: usize,
+    /// Findings whose start is unreadable.
+    unreadable: usize,
+}
+
+impl<'a> Marks<'a> {
+    fn of(bot: &BotRow<'a>) -> Marks<'a> {
+        let mut drawn: Vec<(&Finding, Timestamp)> = bot
+            .findings
+            .iter()
+            .filter_map(|f| f.start.parse::<Timestamp>().ok().map(|t| (*f, t)))
+            .collect();
+        let unreadable = bot.findings.len() - drawn.len();
+        drawn.sort_by(|x, y| y.0.score.cmp(&x.0.score).then_with(|| x.1.cmp(&y.1)));
+        let dropped = drawn.len().saturating_sub(MARKS_PER_BOT);
+        drawn.truncate(MARKS_PER_BOT);
+        drawn.reverse();
+        Marks {
+            drawn,
+            dropped,
+            unreadable,
         }
     }
 
-    // The highest-scored marks, drawn lowest score first so the worst are
-    // on top.
-    let mut marks: Vec<(&Finding, Timestamp)> = bot
-        .findings
-        .iter()
-        .filter_map(|f| f.start.parse::<Timestamp>().ok().map(|t| (*f, t)))
-        .collect();
-    let unreadable = bot.findings.len() - marks.len();
-    marks.sort_by(|x, y| y.0.score.cmp(&x.0.score).then_with(|| x.1.cmp(&y.1)));
-    let dropped = marks.len().saturating_sub(MARKS_PER_BOT);
-    marks.truncate(MARKS_PER_BOT);
-    marks.reverse();
+    /// The notes below the timeline on what it leaves out.
+    fn render_notes(&self, page: &mut String) {
+        if self.dropped > 0 {
+            let _ = writeln!(
+                page,
+                "<p class=\"note\">Showing the {MARKS_PER_BOT} highest-scored of {} findings; \
+                 {} lower-scored findings are not drawn.</p>",
+                self.dropped + MARKS_PER_BOT,
+                self.dropped,
+            );
+        }
+        if self.unreadable > 0 {
+            let _ = writeln!(
+                page,
+                "<p class=\"note\">{} finding{} with an unreadable start time not drawn.</p>",
+                self.unreadable,
+                plural(self.unreadable)
+            );
+        }
+    }
+}
 
+/// One lane per detector that fired for the bot; one circle per finding at
+/// its start, sized and coloured by score.
+fn render_timeline(bot: &BotRow<'_>, period: Period, page: &mut String) {
+    let plot = WIDTH - LEFT - RIGHT;
+    let lanes: Vec<Detector> = Detector::ALL
+        .into_iter()
+        .filter(|d| bot.findings.iter().any(|f| f.detector == *d))
+        .collect();
+    let marks = Marks::of(bot);
     let lanes_h = lanes.len() as f64 * (LANE + GAP) - GAP;
     let height = lanes_h + AXIS;
-    let first_us = period.first.as_microsecond();
-    let span_us = (period.last.as_microsecond() - first_us).max(1) as f64;
-    let x_of = |t: Timestamp| {
-        let frac = ((t.as_microsecond() - first_us) as f64 / span_us).clamp(0.0, 1.0);
-        LEFT + PAD + frac * inner
-    };
 
     let _ = writeln!(
         page,
@@ -278,81 +286,68 @@ fn render_timeline(bot: &BotRow<'_>, period: Period, page: &mut String) {
              <rect class=\"lane\" x=\"{LEFT}\" y=\"{y}\" width=\"{plot}\" height=\"{LANE}\"/>",
             LEFT - 8.0,
             y + LANE / 2.0 + 4.0,
-            esc(name),
+            esc(name.as_str()),
         );
     }
-    for (f, start) in &marks {
+    for (f, start) in &marks.drawn {
         let lane = lanes
             .iter()
             .position(|d| *d == f.detector)
             .unwrap_or_default();
-        let cy = lane as f64 * (LANE + GAP) + LANE / 2.0;
-        let x = x_of(*start);
-        let class = score_class(f.score);
-        let r = 3.5 + f.score.min(100) as f64 / 100.0 * 5.5;
-        if let Ok(end) = f.end.parse::<Timestamp>() {
-            let x2 = x_of(end);
-            if x2 - x >= 2.0 {
-                let _ = writeln!(
-                    page,
-                    "<rect class=\"bar {class}\" x=\"{x:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"4\"/>",
-                    cy - 2.0,
-                    x2 - x,
-                );
-            }
-        }
-        let _ = writeln!(
-            page,
-            "<circle class=\"mark {class}\" cx=\"{x:.1}\" cy=\"{cy:.1}\" r=\"{r:.1}\">\
-             <title>{} {} score {}\n{}</title></circle>",
-            esc(&f.start),
-            esc(&f.detector),
-            f.score,
-            esc(&f.explanation),
-        );
+        render_mark(f, *start, lane, period, page);
     }
-    render_axis(period, lanes_h + 4.0, LEFT, plot, page);
+    // PAD inside both ends of the plot are the ends of the period.
+    html::Axis {
+        first: period.first,
+        last: period.last,
+        y: lanes_h + 4.0,
+        left: LEFT,
+        plot,
+        pad: PAD,
+    }
+    .render(page);
     page.push_str("</svg>\n");
-    if dropped > 0 {
-        let _ = writeln!(
-            page,
-            "<p class=\"note\">Showing the {MARKS_PER_BOT} highest-scored of {} findings; \
-             {dropped} lower-scored findings are not drawn.</p>",
-            dropped + MARKS_PER_BOT,
-        );
-    }
-    if unreadable > 0 {
-        let _ = writeln!(
-            page,
-            "<p class=\"note\">{unreadable} finding{} with an unreadable start time not drawn.</p>",
-            plural(unreadable)
-        );
-    }
+    marks.render_notes(page);
 }
 
-/// The x-axis line and a few round date ticks; `PAD` inside both ends of
-/// the plot are the ends of the period.
-fn render_axis(period: Period, axis_y: f64, left: f64, plot: f64, page: &mut String) {
-    let _ = writeln!(
-        page,
-        "<line class=\"axis\" x1=\"{left}\" y1=\"{axis_y}\" x2=\"{}\" y2=\"{axis_y}\"/>",
-        left + plot
-    );
+/// Where `t` falls on a timeline of `period`; marks at either end of the
+/// period stay whole inside the lanes.
+fn x_of(period: Period, t: Timestamp) -> f64 {
+    let plot = WIDTH - LEFT - RIGHT;
+    let inner = plot - 2.0 * PAD;
     let first_us = period.first.as_microsecond();
     let span_us = (period.last.as_microsecond() - first_us).max(1) as f64;
-    let (step, fmt) = tick_step(period);
-    let mut tick = period.first.as_second().div_euclid(step) * step;
-    if tick < period.first.as_second() {
-        tick += step;
+    let frac = ((t.as_microsecond() - first_us) as f64 / span_us).clamp(0.0, 1.0);
+    LEFT + PAD + frac * inner
+}
+
+/// One finding's mark in `lane`: a circle at its start and, when it lasts,
+/// a bar to its end.
+fn render_mark(f: &Finding, start: Timestamp, lane: usize, period: Period, page: &mut String) {
+    let cy = lane as f64 * (LANE + GAP) + LANE / 2.0;
+    let x = x_of(period, start);
+    let class = score_class(f.score);
+    let r = 3.5 + f.score.min(100) as f64 / 100.0 * 5.5;
+    if let Ok(end) = f.end.parse::<Timestamp>() {
+        let x2 = x_of(period, end);
+        if x2 - x >= 2.0 {
+            let _ = writeln!(
+                page,
+                "<rect class=\"bar {class}\" x=\"{x:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"4\"/>",
+                cy - 2.0,
+                x2 - x,
+            );
+        }
     }
-    while tick <= period.last.as_second() {
-        let Ok(t) = Timestamp::from_second(tick) else {
-            break;
-        };
-        let x = left + PAD + (t.as_microsecond() - first_us) as f64 / span_us * (plot - 2.0 * PAD);
-        axis_tick(page, x, axis_y, left, plot, t.strftime(fmt));
-        tick += step;
-    }
+    let _ = writeln!(
+        page,
+        "<circle class=\"mark {class}\" cx=\"{x:.1}\" cy=\"{cy:.1}\" r=\"{r:.1}\">\
+         <title>{} {} score {}\n{}</title></circle>",
+        esc(&f.start),
+        esc(f.detector.as_str()),
+        f.score,
+        esc(&f.explanation),
+    );
 }
 
 fn render_findings(a: &Analysis, page: &mut String) {
@@ -373,7 +368,7 @@ fn render_findings(a: &Analysis, page: &mut String) {
              <td class=\"mono ev\">{}</td></tr>",
             time_range(f),
             esc(&f.bot),
-            esc(&f.detector),
+            esc(f.detector.as_str()),
             score_badge(f.score),
             esc(&f.explanation),
             esc(&compact(&f.actual)),
@@ -389,7 +384,7 @@ fn render_least_privilege(a: &Analysis, page: &mut String) {
     let lp: Vec<&Finding> = a
         .findings
         .iter()
-        .filter(|f| LEAST_PRIVILEGE.contains(&f.detector.as_str()))
+        .filter(|f| Detector::LEAST_PRIVILEGE.contains(&f.detector))
         .collect();
     if lp.is_empty() {
         page.push_str(
@@ -411,7 +406,7 @@ fn render_least_privilege(a: &Analysis, page: &mut String) {
                  <td class=\"num\">{}</td><td class=\"mono\">{}</td>\
                  <td class=\"expl\">{}</td><td class=\"mono ev\">{}</td></tr>",
                 esc(&f.bot),
-                esc(&f.detector),
+                esc(f.detector.as_str()),
                 esc(grant_secret(f).unwrap_or("")),
                 score_badge(f.score),
                 time_range(f),
@@ -442,7 +437,7 @@ fn render_least_privilege(a: &Analysis, page: &mut String) {
         let mut unused: Vec<&str> = a
             .findings
             .iter()
-            .filter(|f| f.detector == "unused_grant" && f.bot == *bot)
+            .filter(|f| f.detector == Detector::UnusedGrant && f.bot == *bot)
             .filter_map(grant_secret)
             .collect();
         unused.sort_unstable();
@@ -452,6 +447,37 @@ fn render_least_privilege(a: &Analysis, page: &mut String) {
             "<tr><td class=\"name\">{}</td><td>{used}</td><td>{}</td></tr>",
             esc(bot),
             secret_list(unused.into_iter()),
+        );
+    }
+    page.push_str("</tbody>\n</table>\n</section>\n");
+}
+
+/// Per bot with any: windows requested, approved and denied, and the closed
+/// ones used or not.
+fn render_elevations(a: &Analysis, page: &mut String) {
+    page.push_str("<section>\n<h2>Elevations</h2>\n");
+    let bots: Vec<_> = a
+        .per_bot
+        .iter()
+        .filter(|(_, b)| !b.elevations.is_empty())
+        .collect();
+    if bots.is_empty() {
+        page.push_str("<p class=\"note\">No just-in-time elevations in the log.</p>\n</section>\n");
+        return;
+    }
+    page.push_str(
+        "<p class=\"legend\">Windows on privileged secrets: requested, approved (opened), \
+         denied by an approver, and, once closed, used (read at least once) or unused.</p>\n\
+         <table class=\"elevations\">\n<thead><tr><th>Bot</th><th class=\"num\">Requested</th>\
+         <th class=\"num\">Approved</th><th class=\"num\">Denied</th>\
+         <th class=\"num\">Used</th><th class=\"num\">Unused</th></tr></thead>\n<tbody>\n",
+    );
+    for (bot, b) in bots {
+        let _ = writeln!(
+            page,
+            "<tr><td class=\"name\">{}</td>{}</tr>",
+            esc(bot),
+            b.elevations.cells()
         );
     }
     page.push_str("</tbody>\n</table>\n</section>\n");
@@ -564,32 +590,6 @@ fn period(a: &Analysis) -> Option<Period> {
     Some(p)
 }
 
-/// A round tick interval, in seconds, giving at most seven ticks over the
-/// period, and the label format that suits it. Ticks fall on multiples of the
-/// interval since the epoch, so daily ticks sit on UTC midnight.
-fn tick_step(period: Period) -> (i64, &'static str) {
-    const STEPS: [i64; 22] = [
-        1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1_800, 3_600, 7_200, 10_800, 21_600, 43_200,
-        86_400, 172_800, 604_800, 2_592_000, 31_536_000,
-    ];
-    let span = (period.last.as_second() - period.first.as_second()).max(1);
-    let step = STEPS
-        .iter()
-        .copied()
-        .find(|s| span / s < 7)
-        .unwrap_or(31_536_000);
-    let fmt = if step >= 86_400 {
-        "%Y-%m-%d"
-    } else if span >= 86_400 {
-        "%m-%d %H:%M"
-    } else if step >= 60 {
-        "%H:%M"
-    } else {
-        "%H:%M:%S"
-    };
-    (step, fmt)
-}
-
 fn score_class(score: u8) -> &'static str {
     if score >= 80 {
         "s-hi"
@@ -604,34 +604,20 @@ fn score_badge(score: u8) -> String {
     format!("<span class=\"s {}\">{score}</span>", score_class(score))
 }
 
-const HEAD: &str = r#"<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="generator" content="botward">
-<title>botward analysis</title>
-<style>
-:root { --hi: #cf222e; --mid: #e16f24; --lo: #d4a72c; --line: #d0d7de; --muted: #57606a; }
-* { box-sizing: border-box; }
-body { margin: 0; background: #f6f8fa; color: #1f2328; font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif; }
-main { max-width: 1240px; margin: 0 auto; padding: 24px 32px 48px; background: #fff; min-height: 100vh; }
-h1 { font-size: 24px; margin: 0 0 12px; }
-h2 { font-size: 18px; margin: 32px 0 10px; padding-bottom: 4px; border-bottom: 1px solid var(--line); }
-h3 { font-size: 15px; margin: 28px 0 6px; }
-h3 .count { font-weight: 400; font-size: 13px; color: var(--muted); margin-left: 8px; }
-a { color: #0969da; text-decoration: none; }
-dl.facts { display: grid; grid-template-columns: max-content 1fr; gap: 4px 18px; margin: 0; }
-dl.facts dt { color: var(--muted); }
-dl.facts dd { margin: 0; }
-.warnings { margin: 18px 0 0; padding: 8px 16px; border: 2px solid var(--mid); border-radius: 6px; background: #fff8c5; }
+/// The page's style sheet: the shared rules and its own.
+const CSS: [&str; 9] = [
+    r#":root { --hi: #cf222e; --mid: #e16f24; --lo: #d4a72c; --line: #d0d7de; --muted: #57606a; }
+"#,
+    html::BASE_CSS,
+    r#"h3 .count { font-weight: 400; font-size: 13px; color: var(--muted); margin-left: 8px; }
+"#,
+    html::FACTS_CSS,
+    r#".warnings { margin: 18px 0 0; padding: 8px 16px; border: 2px solid var(--mid); border-radius: 6px; background: #fff8c5; }
 .warnings h2 { margin: 0 0 4px; border: 0; padding: 0; font-size: 15px; }
 .warnings ul { margin: 0; padding-left: 20px; }
-table { border-collapse: collapse; width: 100%; margin: 6px 0 12px; }
-th, td { border: 1px solid var(--line); padding: 4px 8px; text-align: left; vertical-align: top; }
-th { background: #f6f8fa; font-weight: 600; white-space: nowrap; }
-table.summary th { white-space: normal; font-size: 12.5px; }
+"#,
+    html::TABLE_CSS,
+    r#"table.summary th { white-space: normal; font-size: 12.5px; }
 tbody tr:nth-child(even) { background: #fafbfc; }
 .num { text-align: right; font-variant-numeric: tabular-nums; }
 .zero { color: #afb8c1; }
@@ -651,22 +637,16 @@ code { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, "Liberation M
 .s-hi { background: var(--hi); }
 .s-mid { background: var(--mid); }
 .s-lo { background: var(--lo); color: #1f2328; }
-svg.timeline { display: block; width: 100%; height: auto; margin: 4px 0 10px; }
-svg.timeline text { font-size: 11px; fill: var(--muted); }
-svg.timeline .lane { fill: #f3f4f6; }
-svg.timeline .axis { stroke: #8c959f; stroke-width: 1; }
-svg.timeline .mark { fill-opacity: 0.85; stroke: #fff; stroke-width: 1; }
+"#,
+    html::TIMELINE_CSS,
+    r#"svg.timeline .mark { fill-opacity: 0.85; stroke: #fff; stroke-width: 1; }
 svg.timeline .bar { fill-opacity: 0.35; }
 svg.timeline .s-hi { fill: var(--hi); }
 svg.timeline .s-mid { fill: var(--mid); }
 svg.timeline .s-lo { fill: var(--lo); }
 svg.timeline .mark.s-lo { stroke: #9a6700; }
-@media print { body { background: #fff; } main { padding: 0; } }
-</style>
-</head>
-<body>
-<main>
-"#;
+"#,
+];
 
 #[cfg(test)]
 mod tests {
@@ -674,10 +654,10 @@ mod tests {
 
     use super::*;
 
-    fn finding(bot: &str, detector: &str, score: u8, start: &str) -> Finding {
+    fn finding(bot: &str, detector: Detector, score: u8, start: &str) -> Finding {
         Finding {
             bot: bot.into(),
-            detector: detector.into(),
+            detector,
             score,
             start: start.into(),
             end: start.into(),
@@ -703,20 +683,25 @@ mod tests {
         };
         a.findings.push(finding(
             "invoice-bot",
-            "volume_spike",
+            Detector::VolumeSpike,
             75,
             "2024-03-01T10:00:00Z",
         ));
         a.findings.push(finding(
             "invoice-bot",
-            "off_schedule",
+            Detector::OffSchedule,
             80,
             "2024-03-04T02:00:00Z",
         ));
         a.findings.push(Finding {
             actual: json!({"secret": "db/old", "idle_days": 95, "last_used": null}),
             typical: json!("used within 90 days"),
-            ..finding("payroll-bot", "unused_grant", 80, "2024-01-01T00:00:00Z")
+            ..finding(
+                "payroll-bot",
+                Detector::UnusedGrant,
+                80,
+                "2024-01-01T00:00:00Z",
+            )
         });
         a.suggested_grants
             .insert("invoice-bot".into(), vec!["erp/api".into()]);
@@ -738,7 +723,12 @@ mod tests {
     #[test]
     fn strings_from_the_analysis_are_escaped() {
         let mut a = sample();
-        let mut f = finding("<img src=x>", "new_secret", 85, "2024-03-02T08:00:00Z");
+        let mut f = finding(
+            "<img src=x>",
+            Detector::NewSecret,
+            85,
+            "2024-03-02T08:00:00Z",
+        );
         f.explanation = "asked for \"<b>x</b>\"".into();
         f.evidence = vec!["<i>id</i>".into()];
         a.findings.push(f);
@@ -774,8 +764,12 @@ mod tests {
     #[test]
     fn summary_rows_are_sorted_by_max_score() {
         let mut a = sample();
-        a.findings
-            .push(finding("aaa-bot", "new_source", 70, "2024-03-03T00:00:00Z"));
+        a.findings.push(finding(
+            "aaa-bot",
+            Detector::NewSource,
+            70,
+            "2024-03-03T00:00:00Z",
+        ));
         let page = render(&a);
         let summary = &page[page.find("class=\"summary\"").unwrap()..];
         let summary = &summary[..summary.find("</table>").unwrap()];
@@ -805,7 +799,7 @@ mod tests {
 
     #[test]
     fn evidence_shows_three_ids() {
-        let f = finding("b", "new_secret", 75, "2024-03-01T00:00:00Z");
+        let f = finding("b", Detector::NewSecret, 75, "2024-03-01T00:00:00Z");
         assert_eq!(
             evidence(&f),
             "e1<br>e2<br>e3<br><span class=\"muted\">+1 more</span>"
@@ -819,7 +813,7 @@ mod tests {
             let t = Timestamp::from_second(1_700_000_000 + i as i64 * 600).unwrap();
             a.findings.push(finding(
                 "busy-bot",
-                DETECTORS[i as usize % 6],
+                Detector::ALL[i as usize % 6],
                 (40 + i % 60) as u8,
                 &super::super::fmt_ts(t),
             ));
@@ -833,7 +827,12 @@ mod tests {
     #[test]
     fn single_instant_is_padded_by_a_day() {
         let a = Analysis {
-            findings: vec![finding("b", "off_schedule", 80, "2024-03-01T12:00:00Z")],
+            findings: vec![finding(
+                "b",
+                Detector::OffSchedule,
+                80,
+                "2024-03-01T12:00:00Z",
+            )],
             ..Analysis::default()
         };
         let p = period(&a).unwrap();
@@ -841,5 +840,43 @@ mod tests {
         let page = render(&a);
         assert!(page.contains("cx=\"645.0\""), "mark sits in the middle");
         assert!(page.contains(">03-01 00:00</text>"));
+    }
+
+    #[test]
+    fn elevations_are_listed_per_bot_and_escaped() {
+        let mut a = sample();
+        assert!(render(&a).contains("No just-in-time elevations in the log."));
+        let e = crate::audit::elevations::Elevations {
+            requested: 3,
+            approved: 2,
+            denied: 1,
+            used: 1,
+            unused: 1,
+        };
+        a.per_bot.insert(
+            "<img src=x>".into(),
+            super::super::BotSummary { elevations: e },
+        );
+        a.per_bot
+            .insert("quiet-bot".into(), super::super::BotSummary::default());
+        let page = render(&a);
+        let section = page
+            .split("<h2>Elevations</h2>")
+            .nth(1)
+            .and_then(|s| s.split("</section>").next())
+            .expect("its own section");
+        assert!(
+            section.contains(
+                "<tr><td class=\"name\">&lt;img src=x&gt;</td><td class=\"num\">3</td>\
+                 <td class=\"num\">2</td><td class=\"num\">1</td><td class=\"num\">1</td>\
+                 <td class=\"num\">1</td></tr>"
+            ),
+            "{section}"
+        );
+        assert!(
+            !section.contains("quiet-bot"),
+            "a bot without elevations has no row"
+        );
+        assert!(!page.contains("<img"));
     }
 }

@@ -3,12 +3,13 @@
 //! online scoring in `serve`; its size is fixed whatever the traffic.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::fmt;
 
 use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 
-use super::{fmt_ts, Finding};
+use super::{fmt_ts, Detector, Finding};
 
 /// Requests of one bot closer together than this form one run.
 pub const RUN_GAP: SignedDuration = SignedDuration::from_mins(5);
@@ -28,18 +29,72 @@ pub struct Event<'a> {
     pub kind: &'a str,
     pub secret: Option<&'a str>,
     pub denied: bool,
-    /// `host|transport|uid|exe`.
-    pub source: String,
+    pub source: Source<'a>,
     pub id: &'a str,
 }
 
-/// `host|transport|uid|exe`, the parts of a request's source.
-pub fn source_key(host: &str, transport: &str, uid: Option<u32>, exe: Option<&str>) -> String {
-    format!(
-        "{host}|{transport}|{}|{}",
-        uid.map(|u| u.to_string()).unwrap_or_default(),
-        exe.unwrap_or("")
-    )
+/// Where a request came from: the bot host, the transport and, for a unix
+/// socket, the peer's uid and executable. An empty part (or no uid) is
+/// unknown. Its text form is `host|transport|uid|exe`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Source<'a> {
+    pub host: &'a str,
+    pub transport: &'a str,
+    pub uid: Option<u32>,
+    pub exe: &'a str,
+}
+
+/// The names of a source's parts, in the order of [`Source::parts`].
+const SOURCE_PARTS: [&str; 4] = ["host", "transport", "uid", "exe"];
+
+impl<'a> Source<'a> {
+    /// Reads `host|transport|uid|exe`; the executable may hold `|`.
+    pub fn parse(s: &'a str) -> Option<Source<'a>> {
+        let mut parts = s.splitn(4, '|');
+        let (host, transport, uid, exe) =
+            (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+        Some(Source {
+            host,
+            transport,
+            uid: uid.parse().ok(),
+            exe,
+        })
+    }
+
+    /// The parts as text: host, transport, uid and exe.
+    fn parts(&self) -> [std::borrow::Cow<'a, str>; 4] {
+        [
+            self.host.into(),
+            self.transport.into(),
+            self.uid.map(|u| u.to_string()).unwrap_or_default().into(),
+            self.exe.into(),
+        ]
+    }
+}
+
+impl fmt::Display for Source<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}|{}|", self.host, self.transport)?;
+        if let Some(uid) = self.uid {
+            write!(f, "{uid}")?;
+        }
+        write!(f, "|{}", self.exe)
+    }
+}
+
+/// The source of a request, from its parts.
+pub fn source_key<'a>(
+    host: &'a str,
+    transport: &'a str,
+    uid: Option<u32>,
+    exe: Option<&'a str>,
+) -> Source<'a> {
+    Source {
+        host,
+        transport,
+        uid,
+        exe: exe.unwrap_or(""),
+    }
 }
 
 /// The learned behaviour of one bot, and its run in progress.
@@ -72,8 +127,9 @@ struct Run {
     seq: Vec<String>,
     evidence: Vec<String>,
     denials: VecDeque<Timestamp>,
-    /// Detectors already fired for this run, with their scores.
-    fired: BTreeMap<String, u8>,
+    /// Detectors already fired for this run, with their scores; saved
+    /// baselines key them by name.
+    fired: BTreeMap<Detector, u8>,
     scoring: bool,
 }
 
@@ -81,7 +137,15 @@ struct Run {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Verdict {
     pub score: u8,
-    pub detectors: Vec<&'static str>,
+    pub detectors: Vec<Detector>,
+}
+
+/// How a request is taken: scored (after training) or learned from, and
+/// whether what it flags is learned too.
+#[derive(Clone, Copy)]
+struct Mode {
+    scoring: bool,
+    learn: bool,
 }
 
 // === impl BotModel ===
@@ -146,30 +210,60 @@ impl BotModel {
         if scoring && self.scored_from.is_none() {
             self.scored_from = Some(self.train_until.max(self.first_seen));
         }
+        let mode = Mode {
+            scoring,
+            learn: !scoring || learn_flagged,
+        };
         if self.run.is_none() {
-            let local = ev.ts.to_zoned(tz.clone());
-            let how = local.weekday().to_monday_zero_offset() as usize * 24 + local.hour() as usize;
-            let month_end = local.date().last_of_month().day() - local.day() < 3;
-            let mut run = Run {
-                start: ev.ts,
-                last: ev.ts,
-                count: 0,
-                month_end,
-                seq: Vec::new(),
-                evidence: Vec::new(),
-                denials: VecDeque::new(),
-                fired: BTreeMap::new(),
-                scoring,
-            };
-            if scoring && !self.schedule_allows(how) {
-                run.fired.insert("off_schedule".into(), 80);
-                verdict.add("off_schedule", 80);
-            } else {
-                self.starts[how] += 1;
-            }
-            self.run = Some(run);
+            self.start_run(ev, tz, scoring, &mut verdict);
         }
-        let run = self.run.as_mut().expect("run started above");
+        self.extend_run(ev);
+        if ev.kind == "secret.read" {
+            if let Some(s) = ev.secret {
+                let known = self.new_secret(ev, s, mode, findings, &mut verdict);
+                self.sequence_change(ev, s, known, mode, &mut verdict);
+            }
+        }
+        self.new_source(ev, mode, findings, &mut verdict);
+        self.denied_burst(ev, scoring, &mut verdict);
+        self.volume_spike(scoring, &mut verdict);
+        verdict
+    }
+
+    /// Starts a run at `ev`, scoring its start with `off_schedule`.
+    fn start_run(&mut self, ev: &Event<'_>, tz: &TimeZone, scoring: bool, verdict: &mut Verdict) {
+        let local = ev.ts.to_zoned(tz.clone());
+        let how = local.weekday().to_monday_zero_offset() as usize * 24 + local.hour() as usize;
+        let month_end = local.date().last_of_month().day() - local.day() < 3;
+        let mut run = Run {
+            start: ev.ts,
+            last: ev.ts,
+            count: 0,
+            month_end,
+            seq: Vec::new(),
+            evidence: Vec::new(),
+            denials: VecDeque::new(),
+            fired: BTreeMap::new(),
+            scoring,
+        };
+        self.off_schedule(how, scoring, &mut run, verdict);
+        self.run = Some(run);
+    }
+
+    /// `off_schedule`: a run that starts at hour-of-week `how`, when the
+    /// bot never runs then; otherwise the start is learned.
+    fn off_schedule(&mut self, how: usize, scoring: bool, run: &mut Run, verdict: &mut Verdict) {
+        if scoring && !self.schedule_allows(how) {
+            run.fired.insert(Detector::OffSchedule, 80);
+            verdict.add(Detector::OffSchedule, 80);
+        } else {
+            self.starts[how] += 1;
+        }
+    }
+
+    /// Adds `ev` to the run in progress.
+    fn extend_run(&mut self, ev: &Event<'_>) {
+        let run = self.run.as_mut().expect("a run is in progress");
         run.last = ev.ts;
         // A run's size and order are the work it did: denied requests count
         // only towards denied_burst.
@@ -179,110 +273,159 @@ impl BotModel {
         if run.evidence.len() < MAX_EVIDENCE && !ev.id.is_empty() {
             run.evidence.push(ev.id.to_owned());
         }
+    }
 
-        // new_secret and sequence_change.
-        if ev.kind == "secret.read" {
-            if let Some(s) = ev.secret {
-                let known = self.secrets.contains(s);
-                if !known && scoring {
-                    verdict.add("new_secret", if ev.denied { 85 } else { 75 });
-                    findings.push(self.finding(
-                        "new_secret",
-                        if ev.denied { 85 } else { 75 },
-                        ev.ts,
-                        ev.ts,
-                        serde_json::json!({"secret": s, "denied": ev.denied}),
-                        serde_json::json!(self.secrets.iter().take(10).collect::<Vec<_>>()),
-                        format!(
-                            "{} asked for {s:?}, a secret it never used before",
-                            self.name
-                        ),
-                        vec![ev.id.to_owned()],
-                    ));
-                }
-                if !known && self.secrets.len() < MAX_SECRETS && (!scoring || learn_flagged) {
-                    self.secrets.insert(s.to_owned());
-                }
-                let run = self.run.as_mut().expect("run");
-                if !ev.denied
-                    && run.seq.last().map(String::as_str) != Some(s)
-                    && run.seq.len() < MAX_SEQ
-                {
-                    let prev = run.seq.last().cloned().unwrap_or_else(|| "^".into());
-                    run.seq.push(s.to_owned());
-                    let bigram = format!("{prev}>{s}");
-                    // Bigrams with a new secret are new_secret's business.
-                    if known
-                        && (prev == "^" || self.secrets.contains(&prev))
-                        && !self.bigrams.contains(&bigram)
-                        && scoring
-                        && !run.fired.contains_key("sequence_change")
-                    {
-                        run.fired.insert("sequence_change".into(), 65);
-                        verdict.add("sequence_change", 65);
-                    }
-                    if self.bigrams.len() < MAX_BIGRAMS && (!scoring || learn_flagged) {
-                        self.bigrams.insert(bigram);
-                    }
-                }
-            }
+    /// `new_secret`: a read of secret `s` the bot never read before.
+    /// Returns whether `s` was known before this request.
+    fn new_secret(
+        &mut self,
+        ev: &Event<'_>,
+        s: &str,
+        mode: Mode,
+        findings: &mut Vec<Finding>,
+        verdict: &mut Verdict,
+    ) -> bool {
+        let known = self.secrets.contains(s);
+        if !known && mode.scoring {
+            let score = if ev.denied { 85 } else { 75 };
+            verdict.add(Detector::NewSecret, score);
+            findings.push(self.finding(
+                Detector::NewSecret,
+                score,
+                ev.ts,
+                ev.ts,
+                serde_json::json!({"secret": s, "denied": ev.denied}),
+                serde_json::json!(self.secrets.iter().take(10).collect::<Vec<_>>()),
+                format!(
+                    "{} asked for {s:?}, a secret it never used before",
+                    self.name
+                ),
+                vec![ev.id.to_owned()],
+            ));
         }
+        if !known && self.secrets.len() < MAX_SECRETS && mode.learn {
+            self.secrets.insert(s.to_owned());
+        }
+        known
+    }
 
-        // new_source.
-        let parts: Vec<&str> = ev.source.splitn(4, '|').collect();
+    /// `sequence_change`: the run reads known secrets in an order never
+    /// seen, once per run. `known` is whether `s` was known before.
+    fn sequence_change(
+        &mut self,
+        ev: &Event<'_>,
+        s: &str,
+        known: bool,
+        mode: Mode,
+        verdict: &mut Verdict,
+    ) {
+        let run = self.run.as_mut().expect("a run is in progress");
+        if ev.denied || run.seq.last().map(String::as_str) == Some(s) || run.seq.len() >= MAX_SEQ {
+            return;
+        }
+        let prev = run.seq.last().cloned().unwrap_or_else(|| "^".into());
+        run.seq.push(s.to_owned());
+        let bigram = format!("{prev}>{s}");
+        // Bigrams with a new secret are new_secret's business.
+        if known
+            && (prev == "^" || self.secrets.contains(&prev))
+            && !self.bigrams.contains(&bigram)
+            && mode.scoring
+            && !run.fired.contains_key(&Detector::SequenceChange)
+        {
+            run.fired.insert(Detector::SequenceChange, 65);
+            verdict.add(Detector::SequenceChange, 65);
+        }
+        if self.bigrams.len() < MAX_BIGRAMS && mode.learn {
+            self.bigrams.insert(bigram);
+        }
+    }
+
+    /// `new_source`: a request from a host, transport, uid or executable
+    /// the bot never used.
+    fn new_source(
+        &mut self,
+        ev: &Event<'_>,
+        mode: Mode,
+        findings: &mut Vec<Finding>,
+        verdict: &mut Verdict,
+    ) {
         let mut new_parts = Vec::new();
-        for (i, p) in parts.iter().enumerate() {
-            if p.is_empty() || self.sources[i].contains(*p) {
+        for (i, p) in ev.source.parts().iter().enumerate() {
+            let p = p.as_ref();
+            if p.is_empty() || self.sources[i].contains(p) {
                 continue;
             }
-            if scoring {
-                new_parts.push(format!("{}={p}", ["host", "transport", "uid", "exe"][i]));
+            if mode.scoring {
+                new_parts.push(format!("{}={p}", SOURCE_PARTS[i]));
             }
-            if self.sources[i].len() < MAX_SOURCES && (!scoring || learn_flagged) {
-                self.sources[i].insert((*p).to_owned());
+            if self.sources[i].len() < MAX_SOURCES && mode.learn {
+                self.sources[i].insert(p.to_owned());
             }
         }
-        if !new_parts.is_empty() {
-            verdict.add("new_source", 70);
-            findings.push(self.finding("new_source", 70, ev.ts, ev.ts, serde_json::json!(new_parts),
-                serde_json::json!({"host": self.sources[0], "transport": self.sources[1], "uid": self.sources[2], "exe": self.sources[3]}),
-                format!("{} called from a new source: {}", self.name, new_parts.join(", ")), vec![ev.id.to_owned()]));
+        if new_parts.is_empty() {
+            return;
         }
+        verdict.add(Detector::NewSource, 70);
+        let typical = serde_json::json!({
+            "host": self.sources[0], "transport": self.sources[1],
+            "uid": self.sources[2], "exe": self.sources[3],
+        });
+        findings.push(self.finding(
+            Detector::NewSource,
+            70,
+            ev.ts,
+            ev.ts,
+            serde_json::json!(new_parts),
+            typical,
+            format!(
+                "{} called from a new source: {}",
+                self.name,
+                new_parts.join(", ")
+            ),
+            vec![ev.id.to_owned()],
+        ));
+    }
 
-        // denied_burst.
-        let run = self.run.as_mut().expect("run");
-        if ev.denied {
-            run.denials.push_back(ev.ts);
-            while run
-                .denials
-                .front()
-                .is_some_and(|t| ev.ts.duration_since(*t) > DENIAL_WINDOW)
-            {
-                run.denials.pop_front();
-            }
-            let n = run.denials.len() as u32;
-            if !scoring {
-                self.max_denials = self.max_denials.max(n);
-            } else if n >= (2 * self.max_denials + 1).max(5)
-                && !run.fired.contains_key("denied_burst")
-            {
-                run.fired.insert("denied_burst".into(), 80);
-                verdict.add("denied_burst", 80);
-            }
+    /// `denied_burst`: more denials within [`DENIAL_WINDOW`] than the bot
+    /// ever had in training (at least five), once per run.
+    fn denied_burst(&mut self, ev: &Event<'_>, scoring: bool, verdict: &mut Verdict) {
+        let run = self.run.as_mut().expect("a run is in progress");
+        if !ev.denied {
+            return;
         }
+        run.denials.push_back(ev.ts);
+        while run
+            .denials
+            .front()
+            .is_some_and(|t| ev.ts.duration_since(*t) > DENIAL_WINDOW)
+        {
+            run.denials.pop_front();
+        }
+        let n = run.denials.len() as u32;
+        if !scoring {
+            self.max_denials = self.max_denials.max(n);
+        } else if n >= (2 * self.max_denials + 1).max(5)
+            && !run.fired.contains_key(&Detector::DeniedBurst)
+        {
+            run.fired.insert(Detector::DeniedBurst, 80);
+            verdict.add(Detector::DeniedBurst, 80);
+        }
+    }
 
-        // volume_spike, as soon as the run outgrows its class.
-        let run = self.run.as_ref().expect("run");
-        if scoring && !run.fired.contains_key("volume_spike") {
-            if let Some(limit) = self.size_limit(run.month_end) {
-                if run.count > limit {
-                    let run = self.run.as_mut().expect("run");
-                    run.fired.insert("volume_spike".into(), 75);
-                    verdict.add("volume_spike", 75);
-                }
+    /// `volume_spike`, as soon as the run outgrows its class.
+    fn volume_spike(&mut self, scoring: bool, verdict: &mut Verdict) {
+        let run = self.run.as_ref().expect("a run is in progress");
+        if !scoring || run.fired.contains_key(&Detector::VolumeSpike) {
+            return;
+        }
+        if let Some(limit) = self.size_limit(run.month_end) {
+            if run.count > limit {
+                let run = self.run.as_mut().expect("a run is in progress");
+                run.fired.insert(Detector::VolumeSpike, 75);
+                verdict.add(Detector::VolumeSpike, 75);
             }
         }
-        verdict
     }
 
     /// Closes the run in progress, e.g. at the end of a log.
@@ -294,50 +437,20 @@ impl BotModel {
 
     fn close_run(&mut self, findings: &mut Vec<Finding>) {
         let Some(run) = self.run.take() else { return };
-        if !run.fired.contains_key("volume_spike") {
+        if !run.fired.contains_key(&Detector::VolumeSpike) {
             let sizes = self.sizes.entry(run.month_end).or_default();
             sizes.push_back(run.count);
             if sizes.len() > MAX_SIZES {
                 sizes.pop_front();
             }
         }
-        for (detector, score) in &run.fired {
-            let (actual, typical, explanation) = match detector.as_str() {
-                "off_schedule" => (
-                    serde_json::json!(fmt_ts(run.start)),
-                    self.typical_schedule(),
-                    format!("{} started a run at an hour it never runs", self.name),
-                ),
-                "volume_spike" => {
-                    let (median, mad) = self.size_stats(run.month_end).unwrap_or((0, 0));
-                    (
-                        serde_json::json!({"requests": run.count}),
-                        serde_json::json!({"median": median, "mad": mad, "limit": self.size_limit(run.month_end)}),
-                        format!(
-                            "{} made {} requests in one run; typically {median}",
-                            self.name, run.count
-                        ),
-                    )
-                }
-                "sequence_change" => (
-                    serde_json::json!(run.seq),
-                    serde_json::json!({"known_transitions": self.bigrams.len()}),
-                    format!(
-                        "{} read its secrets in an order never seen: {}",
-                        self.name,
-                        run.seq.join(" > ")
-                    ),
-                ),
-                "denied_burst" => (
-                    serde_json::json!({"denials": run.denials.len()}),
-                    serde_json::json!({"max_denials_in_10_min": self.max_denials}),
-                    format!("{} was denied repeatedly", self.name),
-                ),
-                _ => continue,
+        for (&detector, &score) in &run.fired {
+            let Some((actual, typical, explanation)) = self.run_details(&run, detector) else {
+                continue;
             };
             findings.push(self.finding(
                 detector,
-                *score,
+                score,
                 run.start,
                 run.last,
                 actual,
@@ -346,6 +459,48 @@ impl BotModel {
                 run.evidence.clone(),
             ));
         }
+    }
+
+    /// What a run-level finding of `detector` shows: the actual and
+    /// typical values and the explanation.
+    fn run_details(
+        &self,
+        run: &Run,
+        detector: Detector,
+    ) -> Option<(serde_json::Value, serde_json::Value, String)> {
+        Some(match detector {
+            Detector::OffSchedule => (
+                serde_json::json!(fmt_ts(run.start)),
+                self.typical_schedule(),
+                format!("{} started a run at an hour it never runs", self.name),
+            ),
+            Detector::VolumeSpike => {
+                let (median, mad) = self.size_stats(run.month_end).unwrap_or((0, 0));
+                (
+                    serde_json::json!({"requests": run.count}),
+                    serde_json::json!({"median": median, "mad": mad, "limit": self.size_limit(run.month_end)}),
+                    format!(
+                        "{} made {} requests in one run; typically {median}",
+                        self.name, run.count
+                    ),
+                )
+            }
+            Detector::SequenceChange => (
+                serde_json::json!(run.seq),
+                serde_json::json!({"known_transitions": self.bigrams.len()}),
+                format!(
+                    "{} read its secrets in an order never seen: {}",
+                    self.name,
+                    run.seq.join(" > ")
+                ),
+            ),
+            Detector::DeniedBurst => (
+                serde_json::json!({"denials": run.denials.len()}),
+                serde_json::json!({"max_denials_in_10_min": self.max_denials}),
+                format!("{} was denied repeatedly", self.name),
+            ),
+            _ => return None,
+        })
     }
 
     /// Whether a run may start at hour-of-week `how`: the bot started runs
@@ -420,7 +575,7 @@ impl BotModel {
     #[allow(clippy::too_many_arguments)]
     fn finding(
         &self,
-        detector: &str,
+        detector: Detector,
         score: u8,
         start: Timestamp,
         end: Timestamp,
@@ -431,7 +586,7 @@ impl BotModel {
     ) -> Finding {
         Finding {
             bot: self.name.clone(),
-            detector: detector.to_owned(),
+            detector,
             score,
             start: fmt_ts(start),
             end: fmt_ts(end),
@@ -446,7 +601,7 @@ impl BotModel {
 // === impl Verdict ===
 
 impl Verdict {
-    fn add(&mut self, detector: &'static str, score: u8) {
+    fn add(&mut self, detector: Detector, score: u8) {
         self.score = self.score.max(score);
         if !self.detectors.contains(&detector) {
             self.detectors.push(detector);
@@ -487,5 +642,54 @@ mod tests {
         let v = m.observe(&ev(7200, "auth.failure"), &tz, &mut findings, true);
         assert_eq!(v, Verdict::default());
         assert!(findings.is_empty());
+    }
+
+    #[test]
+    fn a_source_reads_back_from_its_text() {
+        let s = source_key("rpa-01", "unix", Some(1001), Some("/opt/a|b"));
+        assert_eq!(s.to_string(), "rpa-01|unix|1001|/opt/a|b");
+        assert_eq!(Source::parse("rpa-01|unix|1001|/opt/a|b"), Some(s));
+        let tcp = source_key("rpa-01", "tcp", None, None);
+        assert_eq!(tcp.to_string(), "rpa-01|tcp||");
+        assert_eq!(Source::parse("rpa-01|tcp||"), Some(tcp));
+        assert_eq!(Source::parse("rpa-01|tcp"), None);
+    }
+
+    /// Saved baselines name the detectors a run fired by their names, and
+    /// load back as they were written.
+    #[test]
+    fn a_saved_baseline_keeps_its_format() {
+        let tz = TimeZone::UTC;
+        let mut m = BotModel::new("invoice-bot", at(0), SignedDuration::from_hours(1));
+        let mut findings = Vec::new();
+        let ev = |secs, secret| Event {
+            ts: at(secs),
+            kind: "secret.read",
+            secret: Some(secret),
+            denied: false,
+            source: source_key("rpa-01", "unix", Some(1001), Some("/opt/rpa/runner")),
+            id: "a",
+        };
+        m.observe(&ev(0, "erp-db"), &tz, &mut findings, true);
+        m.observe(&ev(10, "sftp"), &tz, &mut findings, true);
+        let v = m.observe(
+            &ev(4 * 86_400 + 3_600 * 3, "sftp"),
+            &tz,
+            &mut findings,
+            true,
+        );
+        assert_eq!(
+            v.detectors,
+            [Detector::OffSchedule, Detector::SequenceChange]
+        );
+        let mut saved = serde_json::to_value(&m).unwrap();
+        assert_eq!(
+            saved["run"]["fired"],
+            serde_json::json!({"off_schedule": 80, "sequence_change": 65})
+        );
+        assert_eq!(saved["sources"][2], serde_json::json!(["1001"]));
+        saved["run"]["fired"] = serde_json::json!({"denied_burst": 80, "volume_spike": 75});
+        let loaded: BotModel = serde_json::from_str(&saved.to_string()).unwrap();
+        assert_eq!(serde_json::to_value(&loaded).unwrap(), saved);
     }
 }

@@ -54,7 +54,7 @@ impl Scorer {
     /// false for bots whose anomalies are denied, so that a refused request
     /// does not become normal by being retried.
     pub fn score(&self, bot: &str, tz: &TimeZone, ev: &Event<'_>, learn_flagged: bool) -> Verdict {
-        let mut models = self.models.lock().unwrap_or_else(|e| e.into_inner());
+        let mut models = crate::lock(&self.models);
         let train = self.train;
         let model = models
             .entry(bot.to_owned())
@@ -66,7 +66,7 @@ impl Scorer {
     /// Writes the baselines to the state file, atomically.
     pub fn save(&self) -> std::io::Result<()> {
         let bytes = {
-            let models = self.models.lock().unwrap_or_else(|e| e.into_inner());
+            let models = crate::lock(&self.models);
             serde_json::to_vec(&*models).map_err(std::io::Error::other)?
         };
         crate::state_file::replace(&self.state, &bytes, 0o600)

@@ -12,11 +12,13 @@ use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp};
 use serde_json::json;
 
+use super::Detector;
+
 /// An injected anomaly.
 #[derive(Clone, Debug)]
 pub struct Label {
     pub bot: String,
-    pub detector: &'static str,
+    pub detector: Detector,
     pub start: Timestamp,
     pub end: Timestamp,
 }
@@ -112,7 +114,7 @@ impl Writer<'_> {
         self.n += 1;
         let id = format!("{:024x}", self.n);
         let line = json!({
-            "v": 1, "seq": 0, "ts": ts.strftime("%Y-%m-%dT%H:%M:%S%.6fZ").to_string(), "id": id, "host": bot.host,
+            "v": 1, "seq": 0, "ts": fmt_ts(ts), "id": id, "host": bot.host,
             "kind": kind, "decision": if denied { "deny" } else { "allow" }, "status": if denied { 403 } else { 200 },
             "latency_us": 900, "bot": bot.name, "cert": null,
             "peer": {"transport": "unix", "addr": null, "pid": 4000, "uid": uid, "exe": exe},
@@ -163,31 +165,30 @@ fn run_secrets(bot: &Bot, day_index: u32, day: Date, rng: &mut Rng) -> Vec<&'sta
     v
 }
 
-/// Generates `days` days of traffic for ten bot profiles (times `copies`),
-/// and injects anomalies after `train_days`.
-pub fn generate(seed: u64, copies: usize, days: u32, train_days: u32, tz: &TimeZone) -> Scenario {
-    let mut rng = Rng(seed);
-    let first_day = Date::constant(2026, 2, 23);
-    let profiles = [
-        (
-            Profile::Daily,
-            "invoice",
-            vec!["erp-db", "erp-db-login", "sftp"],
-        ),
-        (Profile::Hourly, "report", vec!["reporting-db"]),
-        (Profile::Nightly, "backup", vec!["backup-key", "s3-creds"]),
-        (Profile::Weekly, "payroll", vec!["payroll-db", "hr-api"]),
-        (Profile::Every15, "monitor", vec!["health-token"]),
-        (Profile::Events, "queue", vec!["queue-db", "erp-db"]),
-        (Profile::Batch, "batch", vec!["erp-db-login", "erp-db"]),
-        (Profile::MonthEnd, "close", vec!["ledger-db", "erp-db"]),
-        (Profile::Growing, "sync", vec!["crm-api", "erp-db"]),
-        (Profile::Dst, "ldap", vec!["ldap-bind"]),
-    ];
+/// The ten bot profiles: name and the secrets one run reads, in order.
+const PROFILES: [(Profile, &str, &[&str]); 10] = [
+    (
+        Profile::Daily,
+        "invoice",
+        &["erp-db", "erp-db-login", "sftp"],
+    ),
+    (Profile::Hourly, "report", &["reporting-db"]),
+    (Profile::Nightly, "backup", &["backup-key", "s3-creds"]),
+    (Profile::Weekly, "payroll", &["payroll-db", "hr-api"]),
+    (Profile::Every15, "monitor", &["health-token"]),
+    (Profile::Events, "queue", &["queue-db", "erp-db"]),
+    (Profile::Batch, "batch", &["erp-db-login", "erp-db"]),
+    (Profile::MonthEnd, "close", &["ledger-db", "erp-db"]),
+    (Profile::Growing, "sync", &["crm-api", "erp-db"]),
+    (Profile::Dst, "ldap", &["ldap-bind"]),
+];
+
+/// `copies` bots of each profile, spread over seven hosts.
+fn bots(copies: usize) -> Vec<Bot> {
     let mut bots = Vec::new();
     for c in 0..copies {
-        for (i, (p, name, seq)) in profiles.iter().enumerate() {
-            let n = c * profiles.len() + i;
+        for (i, (p, name, seq)) in PROFILES.iter().enumerate() {
+            let n = c * PROFILES.len() + i;
             bots.push(Bot {
                 name: if copies == 1 {
                     format!("{name}-bot")
@@ -195,22 +196,24 @@ pub fn generate(seed: u64, copies: usize, days: u32, train_days: u32, tz: &TimeZ
                     format!("{name}-bot-{c}")
                 },
                 profile: *p,
-                seq: seq.clone(),
+                seq: seq.to_vec(),
                 host: format!("rpa-host-{}", n % 7),
                 uid: 1000 + n as u32,
                 exe: format!("/opt/rpa/bin/{name}"),
             });
         }
     }
-    let mut w = Writer {
-        tz,
-        out: Vec::new(),
-        n: 0,
-    };
-    let mut labels = Vec::new();
-    // The grants in force: each bot's secrets, and for the first bot one it
-    // never uses (an unused grant). Halfway, a reload grants a secret
-    // without a change ticket (privilege creep).
+    bots
+}
+
+fn fmt_ts(ts: Timestamp) -> String {
+    ts.strftime("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+}
+
+/// The grants in force: each bot's secrets, and for the first bot one it
+/// never uses (an unused grant). Halfway, a reload grants a secret
+/// without a change ticket (privilege creep).
+fn grant_records(w: &mut Writer<'_>, bots: &[Bot], first_day: Date, days: u32) {
     let start_ts = w.at(first_day, 0, 1);
     let mut grants = serde_json::Map::new();
     for (i, b) in bots.iter().enumerate() {
@@ -220,7 +223,7 @@ pub fn generate(seed: u64, copies: usize, days: u32, train_days: u32, tz: &TimeZ
         }
         grants.insert(b.name.clone(), json!(g));
     }
-    w.out.push((start_ts, json!({"v": 1, "seq": 0, "ts": start_ts.strftime("%Y-%m-%dT%H:%M:%S%.6fZ").to_string(), "id": "start",
+    w.out.push((start_ts, json!({"v": 1, "seq": 0, "ts": fmt_ts(start_ts), "id": "start",
         "host": "rpa-host-0", "kind": "server.start", "decision": "allow", "status": 0, "latency_us": 0, "bot": null,
         "detail": {"grants": grants}}).to_string()));
     let reload_ts = w.at(
@@ -230,185 +233,195 @@ pub fn generate(seed: u64, copies: usize, days: u32, train_days: u32, tz: &TimeZ
         12,
         0,
     );
-    w.out.push((reload_ts, json!({"v": 1, "seq": 0, "ts": reload_ts.strftime("%Y-%m-%dT%H:%M:%S%.6fZ").to_string(), "id": "reload",
+    w.out.push((reload_ts, json!({"v": 1, "seq": 0, "ts": fmt_ts(reload_ts), "id": "reload",
         "host": "rpa-host-0", "kind": "config.reload", "decision": "allow", "status": 0, "latency_us": 0, "bot": null,
         "detail": {"added_grants": [{"bot": bots[1].name, "secret": "payroll-db"}], "removed_grants": [], "change_ticket": null}}).to_string()));
-    for (bi, bot) in bots.iter().enumerate() {
-        // Which scored day gets which injection, per bot.
-        let scored = days - train_days;
-        let inject_day =
-            |k: u64| train_days + 2 + ((bi as u64 * 7 + k * 5) % (scored as u64 - 4)) as u32;
-        let detectors: &[&'static str] = match bot.profile {
-            Profile::Every15 => &["new_secret", "new_source", "denied_burst"],
-            Profile::Hourly | Profile::Dst => &[
-                "off_schedule",
-                "new_secret",
-                "new_source",
-                "volume_spike",
-                "denied_burst",
-            ],
-            Profile::Events => &[
-                "off_schedule",
-                "new_secret",
-                "new_source",
-                "sequence_change",
-                "denied_burst",
-            ],
-            _ => &[
-                "off_schedule",
-                "volume_spike",
-                "new_secret",
-                "new_source",
-                "sequence_change",
-                "denied_burst",
-            ],
-        };
-        let mut plan: Vec<(u32, &'static str)> = detectors
-            .iter()
-            .enumerate()
-            .map(|(k, d)| (inject_day(k as u64), *d))
-            .collect();
-        // Never two injections on one day for one bot.
-        plan.sort();
-        for k in 1..plan.len() {
-            if plan[k].0 <= plan[k - 1].0 {
-                plan[k].0 = plan[k - 1].0 + 1;
-            }
-        }
-        plan.retain(|(d, _)| *d < days - 1);
+}
 
+/// Which scored day of bot number `bi` gets which injection: one per
+/// detector that fits its profile, never two on one day.
+fn injection_plan(bot: &Bot, bi: usize, days: u32, train_days: u32) -> Vec<(u32, Detector)> {
+    use Detector::*;
+    let scored = days - train_days;
+    let inject_day =
+        |k: u64| train_days + 2 + ((bi as u64 * 7 + k * 5) % (scored as u64 - 4)) as u32;
+    let detectors: &[Detector] = match bot.profile {
+        Profile::Every15 => &[NewSecret, NewSource, DeniedBurst],
+        Profile::Hourly | Profile::Dst => {
+            &[OffSchedule, NewSecret, NewSource, VolumeSpike, DeniedBurst]
+        }
+        Profile::Events => &[
+            OffSchedule,
+            NewSecret,
+            NewSource,
+            SequenceChange,
+            DeniedBurst,
+        ],
+        _ => &Detector::BEHAVIOURAL,
+    };
+    let mut plan: Vec<(u32, Detector)> = detectors
+        .iter()
+        .enumerate()
+        .map(|(k, d)| (inject_day(k as u64), *d))
+        .collect();
+    plan.sort_by_key(|(day, d)| (*day, d.as_str()));
+    for k in 1..plan.len() {
+        if plan[k].0 <= plan[k - 1].0 {
+            plan[k].0 = plan[k - 1].0 + 1;
+        }
+    }
+    plan.retain(|(d, _)| *d < days - 1);
+    plan
+}
+
+/// When `bot`'s runs start on `day`, local hour and minute.
+fn run_starts(bot: &Bot, day: Date, rng: &mut Rng) -> Vec<(i8, i8)> {
+    match bot.profile {
+        Profile::Daily if workday(day) => vec![(7, rng.range(0, 10) as i8)],
+        Profile::Hourly if workday(day) => {
+            (8..=18).map(|h| (h, 5 + rng.range(-2, 2) as i8)).collect()
+        }
+        Profile::Nightly => vec![(2, rng.range(0, 8) as i8)],
+        Profile::Weekly if day.weekday().to_monday_zero_offset() == 0 && !holiday(day) => {
+            vec![(9, rng.range(0, 5) as i8)]
+        }
+        Profile::Every15 => (0..96)
+            .map(|q| ((q / 4) as i8, ((q % 4) * 15) as i8))
+            .collect(),
+        Profile::Events if workday(day) => {
+            let mut v: Vec<(i8, i8)> = (0..rng.range(10, 30))
+                .map(|_| (rng.range(8, 17) as i8, rng.range(0, 59) as i8))
+                .collect();
+            v.sort();
+            v
+        }
+        Profile::Batch if workday(day) => vec![(6, rng.range(0, 10) as i8)],
+        Profile::MonthEnd if workday(day) => vec![(5, rng.range(0, 10) as i8)],
+        Profile::Growing => vec![(23, rng.range(0, 10) as i8)],
+        Profile::Dst => vec![(6, 30)],
+        _ => vec![],
+    }
+}
+
+impl Writer<'_> {
+    /// A run of `secrets` from `start` with `injected`'s anomaly in it, if
+    /// it is one a run carries; returns the anomaly's label.
+    fn injected_run(
+        &mut self,
+        bot: &Bot,
+        start: Timestamp,
+        secrets: &[&str],
+        injected: Option<Detector>,
+        rng: &mut Rng,
+    ) -> Option<Label> {
+        let (detector, start, end) = match injected {
+            Some(Detector::VolumeSpike) => {
+                let big: Vec<&str> = secrets
+                    .iter()
+                    .cycle()
+                    .take(secrets.len() * 10)
+                    .copied()
+                    .collect();
+                (
+                    Detector::VolumeSpike,
+                    start,
+                    self.run(bot, start, &big, rng),
+                )
+            }
+            Some(Detector::NewSecret) => {
+                let end = self.run(bot, start, secrets, rng);
+                let (uid, exe) = (bot.uid, bot.exe.as_str());
+                self.record(bot, end, "vault-admin-token", true, uid, exe, "secret.read");
+                (Detector::NewSecret, end, end)
+            }
+            Some(Detector::NewSource) => {
+                let mut t = start;
+                for s in secrets {
+                    self.record(bot, t, s, false, 0, "/tmp/.x/python3", "secret.read");
+                    t += SignedDuration::from_millis(500);
+                }
+                (Detector::NewSource, start, t)
+            }
+            Some(Detector::SequenceChange) => {
+                let mut rev = bot.seq.clone();
+                rev.reverse();
+                let end = self.run(bot, start, &rev, rng);
+                (Detector::SequenceChange, start, end)
+            }
+            Some(Detector::DeniedBurst) => {
+                let mut t = self.run(bot, start, secrets, rng);
+                let s0 = t;
+                for _ in 0..12 {
+                    let (uid, exe) = (bot.uid, bot.exe.as_str());
+                    self.record(bot, t, bot.seq[0], true, uid, exe, "secret.read");
+                    t += SignedDuration::from_secs(rng.range(5, 15));
+                }
+                (Detector::DeniedBurst, s0, t)
+            }
+            _ => {
+                self.run(bot, start, secrets, rng);
+                return None;
+            }
+        };
+        Some(Label {
+            bot: bot.name.clone(),
+            detector,
+            start,
+            end,
+        })
+    }
+
+    /// A normal run at an hour `bot` never runs: Sunday night for workday
+    /// bots, mid-afternoon for nightly ones.
+    fn off_schedule_run(&mut self, bot: &Bot, day: Date, rng: &mut Rng) -> Label {
+        let odd_day = day
+            .checked_add(jiff::Span::new().days((6 - day.weekday().to_monday_zero_offset()) as i64))
+            .unwrap();
+        let (d, h) = match bot.profile {
+            Profile::Nightly | Profile::Growing | Profile::Dst => (day, 14),
+            _ => (odd_day, 3),
+        };
+        let start = self.at(d, h, 17);
+        let secrets = bot.seq.clone();
+        let end = self.run(bot, start, &secrets, rng);
+        Label {
+            bot: bot.name.clone(),
+            detector: Detector::OffSchedule,
+            start,
+            end,
+        }
+    }
+}
+
+/// Generates `days` days of traffic for ten bot profiles (times `copies`),
+/// and injects anomalies after `train_days`.
+pub fn generate(seed: u64, copies: usize, days: u32, train_days: u32, tz: &TimeZone) -> Scenario {
+    let mut rng = Rng(seed);
+    let first_day = Date::constant(2026, 2, 23);
+    let bots = bots(copies);
+    let mut w = Writer {
+        tz,
+        out: Vec::new(),
+        n: 0,
+    };
+    let mut labels = Vec::new();
+    grant_records(&mut w, &bots, first_day, days);
+    for (bi, bot) in bots.iter().enumerate() {
+        let plan = injection_plan(bot, bi, days, train_days);
         for di in 0..days {
             let day = first_day
                 .checked_add(jiff::Span::new().days(di as i64))
                 .unwrap();
             let injected = plan.iter().find(|(d, _)| *d == di).map(|(_, det)| *det);
-            let starts: Vec<(i8, i8)> = match bot.profile {
-                Profile::Daily if workday(day) => vec![(7, rng.range(0, 10) as i8)],
-                Profile::Hourly if workday(day) => {
-                    (8..=18).map(|h| (h, 5 + rng.range(-2, 2) as i8)).collect()
-                }
-                Profile::Nightly => vec![(2, rng.range(0, 8) as i8)],
-                Profile::Weekly if day.weekday().to_monday_zero_offset() == 0 && !holiday(day) => {
-                    vec![(9, rng.range(0, 5) as i8)]
-                }
-                Profile::Every15 => (0..96)
-                    .map(|q| ((q / 4) as i8, ((q % 4) * 15) as i8))
-                    .collect(),
-                Profile::Events if workday(day) => {
-                    let mut v: Vec<(i8, i8)> = (0..rng.range(10, 30))
-                        .map(|_| (rng.range(8, 17) as i8, rng.range(0, 59) as i8))
-                        .collect();
-                    v.sort();
-                    v
-                }
-                Profile::Batch if workday(day) => vec![(6, rng.range(0, 10) as i8)],
-                Profile::MonthEnd if workday(day) => vec![(5, rng.range(0, 10) as i8)],
-                Profile::Growing => vec![(23, rng.range(0, 10) as i8)],
-                Profile::Dst => vec![(6, 30)],
-                _ => vec![],
-            };
-            for (ri, (h, m)) in starts.iter().enumerate() {
+            for (ri, (h, m)) in run_starts(bot, day, &mut rng).iter().enumerate() {
                 let start = w.at(day, *h, *m) + SignedDuration::from_secs(rng.range(0, 50));
                 let secrets = run_secrets(bot, di, day, &mut rng);
-                let first_run = ri == 0;
-                match injected {
-                    Some("volume_spike") if first_run => {
-                        let big: Vec<&str> = secrets
-                            .iter()
-                            .cycle()
-                            .take(secrets.len() * 10)
-                            .copied()
-                            .collect();
-                        let end = w.run(bot, start, &big, &mut rng);
-                        labels.push(Label {
-                            bot: bot.name.clone(),
-                            detector: "volume_spike",
-                            start,
-                            end,
-                        });
-                    }
-                    Some("new_secret") if first_run => {
-                        let end = w.run(bot, start, &secrets, &mut rng);
-                        w.record(
-                            bot,
-                            end,
-                            "vault-admin-token",
-                            true,
-                            bot.uid,
-                            &bot.exe,
-                            "secret.read",
-                        );
-                        labels.push(Label {
-                            bot: bot.name.clone(),
-                            detector: "new_secret",
-                            start: end,
-                            end,
-                        });
-                    }
-                    Some("new_source") if first_run => {
-                        let mut t = start;
-                        for s in &secrets {
-                            w.record(bot, t, s, false, 0, "/tmp/.x/python3", "secret.read");
-                            t += SignedDuration::from_millis(500);
-                        }
-                        labels.push(Label {
-                            bot: bot.name.clone(),
-                            detector: "new_source",
-                            start,
-                            end: t,
-                        });
-                    }
-                    Some("sequence_change") if first_run => {
-                        let mut rev = bot.seq.clone();
-                        rev.reverse();
-                        let end = w.run(bot, start, &rev, &mut rng);
-                        labels.push(Label {
-                            bot: bot.name.clone(),
-                            detector: "sequence_change",
-                            start,
-                            end,
-                        });
-                    }
-                    Some("denied_burst") if first_run => {
-                        let mut t = w.run(bot, start, &secrets, &mut rng);
-                        let s0 = t;
-                        for _ in 0..12 {
-                            w.record(bot, t, bot.seq[0], true, bot.uid, &bot.exe, "secret.read");
-                            t += SignedDuration::from_secs(rng.range(5, 15));
-                        }
-                        labels.push(Label {
-                            bot: bot.name.clone(),
-                            detector: "denied_burst",
-                            start: s0,
-                            end: t,
-                        });
-                    }
-                    _ => {
-                        w.run(bot, start, &secrets, &mut rng);
-                    }
-                }
+                // Only a day's first run carries its injection.
+                let injected = injected.filter(|_| ri == 0);
+                labels.extend(w.injected_run(bot, start, &secrets, injected, &mut rng));
             }
-            if injected == Some("off_schedule") {
-                // A normal run at an hour this bot never runs: Sunday night
-                // for workday bots, mid-afternoon for nightly ones.
-                let odd_day = day
-                    .checked_add(
-                        jiff::Span::new().days((6 - day.weekday().to_monday_zero_offset()) as i64),
-                    )
-                    .unwrap();
-                let (d, h) = match bot.profile {
-                    Profile::Nightly | Profile::Growing | Profile::Dst => (day, 14),
-                    _ => (odd_day, 3),
-                };
-                let start = w.at(d, h, 17);
-                let secrets = bot.seq.clone();
-                let end = w.run(bot, start, &secrets, &mut rng);
-                labels.push(Label {
-                    bot: bot.name.clone(),
-                    detector: "off_schedule",
-                    start,
-                    end,
-                });
+            if injected == Some(Detector::OffSchedule) {
+                labels.push(w.off_schedule_run(bot, day, &mut rng));
             }
         }
     }

@@ -48,7 +48,7 @@ use ring::hmac;
 use ring::signature::{self, Ed25519KeyPair, KeyPair};
 use zeroize::Zeroizing;
 
-use crate::identity::hex;
+use crate::text::hex;
 
 /// Length of the suffix `,"hash":"<64>","mac":"<64>"}`.
 pub const SUFFIX_LEN: usize = 9 + 64 + 9 + 64 + 2;

@@ -55,7 +55,7 @@
 //! `epoch`. Attributes whose source is null are left out.
 //!
 //! A host-level record (an `auth.failure`, a 401, or any record with
-//! `claimed_bot`; see [`super::query::host_level`]) has no verified
+//! `claimed_bot`; see [`super::fields::host_level`]) has no verified
 //! identity: `actor.user.name`, `user.name` and `actor.app_name` are left
 //! out, and the name its certificate claimed goes to `unmapped.claimed_bot`
 //! only, also for logs whose `auth.failure` records carry it in `bot`. The
@@ -65,7 +65,7 @@ use std::net::SocketAddr;
 
 use serde_json::{json, Map, Value};
 
-use super::query::{claimed_bot, record_time, str_field, verified_bot};
+use super::fields::{claimed_bot, record_time, str_field, verified_bot};
 
 const OCSF_VERSION: &str = "1.1.0";
 
@@ -83,32 +83,73 @@ pub fn to_ocsf(rec: &Value) -> Value {
     let is_auth = kind == "auth.failure" || status == Some(401);
 
     let mut ev = Map::new();
-    let (activity_id, activity_name) = if is_auth {
-        ev.insert("category_uid".into(), json!(CATEGORY_IAM));
-        ev.insert(
-            "category_name".into(),
-            json!("Identity & Access Management"),
-        );
-        ev.insert("class_uid".into(), json!(CLASS_AUTHENTICATION));
-        ev.insert("class_name".into(), json!("Authentication"));
-        (1, "Logon")
+    put_class(&mut ev, kind, is_auth);
+    if let Some(ts) = record_time(rec) {
+        ev.insert("time".into(), json!(ts.as_millisecond()));
+    }
+    put_outcome(&mut ev, decision, is_auth);
+    if let Some(code) = status {
+        ev.insert("status_code".into(), json!(code.to_string()));
+    }
+    put(&mut ev, "status_detail", rec.get("reason"));
+    ev.insert(
+        "message".into(),
+        json!(message(rec, kind, decision, status)),
+    );
+    ev.insert("metadata".into(), metadata(rec));
+
+    let peer = rec.get("peer").filter(|p| p.is_object());
+    let cert = rec.get("cert").filter(|c| c.is_object());
+    let user = user(rec, cert);
+    if let Some(actor) = actor(rec, &user, peer) {
+        ev.insert("actor".into(), actor);
+    }
+    if let Some(src) = peer.and_then(src_endpoint) {
+        ev.insert("src_endpoint".into(), src);
+    }
+    if let Some(host) = rec.get("host").and_then(Value::as_str) {
+        ev.insert("dst_endpoint".into(), json!({ "hostname": host }));
+    }
+
+    let mut unmapped = Map::new();
+    if is_auth {
+        put_authentication(&mut ev, user, cert);
+        put(&mut unmapped, "method", rec.get("method"));
+        put(&mut unmapped, "path", rec.get("path"));
     } else {
-        ev.insert("category_uid".into(), json!(CATEGORY_APPLICATION));
-        ev.insert("category_name".into(), json!("Application Activity"));
-        ev.insert("class_uid".into(), json!(CLASS_API_ACTIVITY));
-        ev.insert("class_name".into(), json!("API Activity"));
-        api_activity(kind)
-    };
-    let class_uid = if is_auth {
-        CLASS_AUTHENTICATION
-    } else {
-        CLASS_API_ACTIVITY
-    };
-    let class_name = if is_auth {
-        "Authentication"
-    } else {
-        "API Activity"
-    };
+        put_api_activity(&mut ev, rec, kind, status);
+    }
+    let has_time = ev.contains_key("time");
+    put_unmapped(&mut unmapped, rec, kind, cert, has_time);
+    ev.insert("unmapped".into(), Value::Object(unmapped));
+
+    Value::Object(ev)
+}
+
+/// The event's category, class and activity, and the type they make.
+fn put_class(ev: &mut Map<String, Value>, kind: &str, is_auth: bool) {
+    let (category_uid, category_name, class_uid, class_name, (activity_id, activity_name)) =
+        if is_auth {
+            (
+                CATEGORY_IAM,
+                "Identity & Access Management",
+                CLASS_AUTHENTICATION,
+                "Authentication",
+                (1, "Logon"),
+            )
+        } else {
+            (
+                CATEGORY_APPLICATION,
+                "Application Activity",
+                CLASS_API_ACTIVITY,
+                "API Activity",
+                api_activity(kind),
+            )
+        };
+    ev.insert("category_uid".into(), json!(category_uid));
+    ev.insert("category_name".into(), json!(category_name));
+    ev.insert("class_uid".into(), json!(class_uid));
+    ev.insert("class_name".into(), json!(class_name));
     ev.insert("activity_id".into(), json!(activity_id));
     ev.insert("activity_name".into(), json!(activity_name));
     ev.insert("type_uid".into(), json!(class_uid * 100 + activity_id));
@@ -116,11 +157,11 @@ pub fn to_ocsf(rec: &Value) -> Value {
         "type_name".into(),
         json!(format!("{class_name}: {activity_name}")),
     );
+}
 
-    if let Some(ts) = record_time(rec) {
-        ev.insert("time".into(), json!(ts.as_millisecond()));
-    }
-
+/// Severity by the decision, and status: Success only for an allowed API
+/// Activity.
+fn put_outcome(ev: &mut Map<String, Value>, decision: &str, is_auth: bool) {
     let (severity_id, severity) = match decision {
         "allow" => (1, "Informational"),
         "deny" => (3, "Medium"),
@@ -136,15 +177,9 @@ pub fn to_ocsf(rec: &Value) -> Value {
         "status".into(),
         json!(if success { "Success" } else { "Failure" }),
     );
-    if let Some(code) = status {
-        ev.insert("status_code".into(), json!(code.to_string()));
-    }
-    put(&mut ev, "status_detail", rec.get("reason"));
-    ev.insert(
-        "message".into(),
-        json!(message(rec, kind, decision, status)),
-    );
+}
 
+fn metadata(rec: &Value) -> Value {
     let mut metadata = json!({
         "version": OCSF_VERSION,
         "product": {
@@ -158,11 +193,12 @@ pub fn to_ocsf(rec: &Value) -> Value {
     put(meta, "uid", rec.get("id"));
     put(meta, "sequence", rec.get("seq").filter(|v| v.is_u64()));
     put(meta, "original_time", rec.get("ts"));
-    ev.insert("metadata".into(), metadata);
+    metadata
+}
 
-    let peer = rec.get("peer").filter(|p| p.is_object());
-    let cert = rec.get("cert").filter(|c| c.is_object());
-    let user = user(rec, cert);
+/// The actor: its user, the verified bot as `app_name`, and the peer's
+/// process; `None` when none is known.
+fn actor(rec: &Value, user: &Map<String, Value>, peer: Option<&Value>) -> Option<Value> {
     let mut actor = Map::new();
     if !user.is_empty() {
         actor.insert("user".into(), Value::Object(user.clone()));
@@ -173,77 +209,73 @@ pub fn to_ocsf(rec: &Value) -> Value {
     if let Some(process) = peer.and_then(process) {
         actor.insert("process".into(), process);
     }
-    if !actor.is_empty() {
-        ev.insert("actor".into(), Value::Object(actor));
-    }
-    if let Some(src) = peer.and_then(src_endpoint) {
-        ev.insert("src_endpoint".into(), src);
-    }
-    if let Some(host) = rec.get("host").and_then(Value::as_str) {
-        ev.insert("dst_endpoint".into(), json!({ "hostname": host }));
-    }
+    (!actor.is_empty()).then_some(Value::Object(actor))
+}
 
-    let mut unmapped = Map::new();
-    if is_auth {
-        if !user.is_empty() {
-            ev.insert("user".into(), Value::Object(user));
-        }
-        ev.insert("auth_protocol_id".into(), json!(99));
-        ev.insert("auth_protocol".into(), json!("mTLS"));
-        ev.insert("logon_type_id".into(), json!(3));
-        ev.insert("logon_type".into(), json!("Network"));
-        ev.insert("service".into(), json!({ "name": "botward" }));
-        if let Some(certificate) = cert.map(certificate) {
-            ev.insert("certificate".into(), certificate);
-        }
-        put(&mut unmapped, "method", rec.get("method"));
-        put(&mut unmapped, "path", rec.get("path"));
-    } else {
-        ev.insert("api".into(), api(rec, kind, status));
-        if let Some(secret) = rec.get("secret").and_then(Value::as_str) {
-            let mut resource = json!({ "name": secret, "type": "secret" });
-            let path = rec.get("backend").and_then(|b| b.get("path"));
-            put(resource.as_object_mut().expect("object"), "uid", path);
-            ev.insert("resources".into(), json!([resource]));
-        }
+/// The attributes of the Authentication class.
+fn put_authentication(ev: &mut Map<String, Value>, user: Map<String, Value>, cert: Option<&Value>) {
+    if !user.is_empty() {
+        ev.insert("user".into(), Value::Object(user));
     }
+    ev.insert("auth_protocol_id".into(), json!(99));
+    ev.insert("auth_protocol".into(), json!("mTLS"));
+    ev.insert("logon_type_id".into(), json!(3));
+    ev.insert("logon_type".into(), json!("Network"));
+    ev.insert("service".into(), json!({ "name": "botward" }));
+    if let Some(certificate) = cert.map(certificate) {
+        ev.insert("certificate".into(), certificate);
+    }
+}
 
+/// The attributes of the API Activity class.
+fn put_api_activity(ev: &mut Map<String, Value>, rec: &Value, kind: &str, status: Option<u64>) {
+    ev.insert("api".into(), api(rec, kind, status));
+    if let Some(secret) = rec.get("secret").and_then(Value::as_str) {
+        let mut resource = json!({ "name": secret, "type": "secret" });
+        let path = rec.get("backend").and_then(|b| b.get("path"));
+        put(resource.as_object_mut().expect("object"), "uid", path);
+        ev.insert("resources".into(), json!([resource]));
+    }
+}
+
+/// The record's fields OCSF has no attribute for; `ts` only when the event
+/// has no `time`.
+fn put_unmapped(
+    unmapped: &mut Map<String, Value>,
+    rec: &Value,
+    kind: &str,
+    cert: Option<&Value>,
+    has_time: bool,
+) {
     if !kind.is_empty() {
         unmapped.insert("kind".into(), json!(kind));
     }
-    if ev.get("time").is_none() {
-        put(&mut unmapped, "ts", rec.get("ts"));
+    if !has_time {
+        put(unmapped, "ts", rec.get("ts"));
     }
-    put(&mut unmapped, "latency_us", rec.get("latency_us"));
-    put(&mut unmapped, "bytes", rec.get("bytes"));
+    put(unmapped, "latency_us", rec.get("latency_us"));
+    put(unmapped, "bytes", rec.get("bytes"));
     let backend = rec.get("backend");
     put(
-        &mut unmapped,
+        unmapped,
         "backend_version",
         backend.and_then(|b| b.get("version")),
     );
     put(
-        &mut unmapped,
+        unmapped,
         "lease_hmac",
         backend.and_then(|b| b.get("lease_hmac")),
     );
-    put(
-        &mut unmapped,
-        "cert_serial",
-        cert.and_then(|c| c.get("serial")),
-    );
+    put(unmapped, "cert_serial", cert.and_then(|c| c.get("serial")));
     for key in ["error", "detail", "anomaly"] {
-        put(&mut unmapped, key, rec.get(key));
+        put(unmapped, key, rec.get(key));
     }
     if let Some(claim) = claimed_bot(rec) {
         unmapped.insert("claimed_bot".into(), json!(claim));
     }
     for key in ["hash", "mac", "prev", "epoch"] {
-        put(&mut unmapped, key, rec.get(key));
+        put(unmapped, key, rec.get(key));
     }
-    ev.insert("unmapped".into(), Value::Object(unmapped));
-
-    Value::Object(ev)
 }
 
 /// The API Activity activity for a record kind.

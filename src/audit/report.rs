@@ -5,10 +5,13 @@
 //! loading anything, and every string taken from a record HTML-escaped.
 //!
 //! Sections: period, hosts and counts; chain status; a summary per bot;
-//! denials; unauthenticated attempts; anomalies; then per bot a timeline
-//! (inline SVG) and its latest accesses. Output size is bounded whatever the
-//! log size: tables keep only their latest rows or first groups, and the
-//! timeline aggregates requests into at most 600 columns per bot.
+//! just-in-time elevations per bot; denials; unauthenticated attempts;
+//! anomalies; then per bot a timeline (inline SVG) and its latest accesses.
+//! Output size is bounded whatever the log size: tables keep only their
+//! latest rows or first groups, and the timeline aggregates requests into at
+//! most 600 columns per bot. The server's and approvers' elevation events
+//! (decisions, windows opening and closing) are counted in the elevations
+//! section, not as requests of the bot they name.
 //!
 //! Only verified identities are bots. Refused handshakes and unauthenticated
 //! requests ([`host_level`]) are the host's events: they are counted by
@@ -23,7 +26,9 @@ use std::io::{self, BufWriter, Write};
 use jiff::Timestamp;
 use serde_json::Value;
 
-use super::query::{claimed_bot, host_level, peer_label, record_time, scalar, str_field};
+use super::elevations::{self, Elevations};
+use super::fields::{claimed_bot, host_level, peer_label, record_time, scalar, str_field};
+use crate::html::{self, esc, plural, prefix};
 
 /// Rows kept per bot in its access table (the latest ones).
 const ACCESS_ROWS_PER_BOT: usize = 200;
@@ -89,6 +94,7 @@ struct BotView<'a> {
     recent: VecDeque<&'a Value>,
     omitted: u64,
     buckets: Vec<Bucket>,
+    elevations: Elevations,
 }
 
 /// Everything the page shows, gathered in two passes over the records.
@@ -185,7 +191,10 @@ impl<'a> View<'a> {
                 None => Some(&mut view.unidentified),
             };
             if let Some(bot) = bot {
-                bot.add(rec, decision, view.period);
+                bot.elevations.count(kind, decision, rec.get("detail"));
+                if !elevations::is_event(kind) {
+                    bot.add(rec, decision, view.period);
+                }
             }
 
             if decision == Some("deny") {
@@ -199,10 +208,11 @@ impl<'a> View<'a> {
     }
 
     fn render(&self, chain: &ChainStatus, page: &mut String) {
-        page.push_str(HEAD);
+        html::head(page, "botward audit report", &CSS);
         self.render_header(page);
         render_chain(chain, page);
         self.render_summary(page);
+        self.render_elevations(page);
         self.render_denials(page);
         self.attempts.render(page);
         self.render_anomalies(page);
@@ -281,6 +291,38 @@ impl<'a> View<'a> {
         if self.unidentified.requests > 0 {
             self.unidentified
                 .render_summary_row("<em>unidentified peers</em>", page);
+        }
+        page.push_str("</tbody>\n</table>\n</section>\n");
+    }
+
+    /// Per bot with any: windows requested, approved and denied, and the
+    /// closed ones used or not.
+    fn render_elevations(&self, page: &mut String) {
+        page.push_str("<section>\n<h2>Elevations</h2>\n");
+        if self.bots.values().all(|b| b.elevations.is_empty()) {
+            page.push_str(
+                "<p class=\"note\">No just-in-time elevations recorded.</p>\n</section>\n",
+            );
+            return;
+        }
+        page.push_str(
+            "<p class=\"legend\">Windows on privileged secrets: requested, approved (opened), \
+             denied by an approver, and, once closed, used (read at least once) or unused.</p>\n\
+             <table>\n<thead><tr><th>Bot</th><th class=\"num\">Requested</th>\
+             <th class=\"num\">Approved</th><th class=\"num\">Denied</th>\
+             <th class=\"num\">Used</th><th class=\"num\">Unused</th></tr></thead>\n<tbody>\n",
+        );
+        for (i, (name, bot)) in self.bots.iter().enumerate() {
+            let e = bot.elevations;
+            if e.is_empty() {
+                continue;
+            }
+            let _ = writeln!(
+                page,
+                "<tr><td class=\"name\"><a href=\"#bot-{i}\">{}</a></td>{}</tr>",
+                esc(name),
+                e.cells()
+            );
         }
         page.push_str("</tbody>\n</table>\n</section>\n");
     }
@@ -479,35 +521,22 @@ impl<'a> BotView<'a> {
                 );
             }
         }
-        let axis_y = lanes_h + 4.0;
-        let _ = writeln!(
-            page,
-            "<line class=\"axis\" x1=\"{LEFT}\" y1=\"{axis_y}\" x2=\"{}\" y2=\"{axis_y}\"/>",
-            LEFT + plot
-        );
-        let first_us = period.first.0.as_microsecond();
-        let span_us = (period.last.0.as_microsecond() - first_us).max(1) as f64;
-        let (step, fmt) = tick_step(period);
-        let mut tick = period.first.0.as_second().div_euclid(step) * step;
-        if tick < period.first.0.as_second() {
-            tick += step;
-        }
-        if tick > period.last.0.as_second() {
+        let axis = html::Axis {
+            first: period.first.0,
+            last: period.last.0,
+            y: lanes_h + 4.0,
+            left: LEFT,
+            plot,
+            pad: 0.0,
+        };
+        if axis.render(page) == 0 {
             // A period shorter than a second: label its start only.
             let _ = writeln!(
                 page,
                 "<text x=\"{LEFT}\" y=\"{:.1}\">{}</text>",
-                axis_y + 17.0,
+                axis.y + 17.0,
                 period.first.0.strftime("%Y-%m-%d %H:%M:%S"),
             );
-        }
-        while tick <= period.last.0.as_second() {
-            let Ok(t) = Timestamp::from_second(tick) else {
-                break;
-            };
-            let x = LEFT + (t.as_microsecond() - first_us) as f64 / span_us * plot;
-            axis_tick(page, x, axis_y, LEFT, plot, t.strftime(fmt));
-            tick += step;
         }
         page.push_str("</svg>\n");
     }
@@ -669,10 +698,10 @@ fn attempt_source(rec: &Value) -> String {
         // one, IPv6 counts by its /64.
         Some("tcp") => match str_field(peer, "addr") {
             Some(addr) => match addr.parse::<std::net::SocketAddr>() {
-                Ok(sa) => format!("tcp {}", crate::audit::source_of_ip(sa.ip())),
+                Ok(sa) => format!("tcp {}", super::record::source_of_ip(sa.ip())),
                 Err(_) => match addr.parse::<std::net::IpAddr>() {
-                    Ok(ip) => format!("tcp {}", crate::audit::source_of_ip(ip)),
-                    Err(_) => format!("tcp {}", crate::audit::truncate(addr, 64)),
+                    Ok(ip) => format!("tcp {}", super::record::source_of_ip(ip)),
+                    Err(_) => format!("tcp {}", super::record::truncate(addr, 64)),
                 },
             },
             None => "tcp".into(),
@@ -759,121 +788,20 @@ fn bucket_start(period: Period<'_>, i: usize) -> Timestamp {
     tick_time(period, i as f64 / BUCKETS as f64)
 }
 
-/// A round tick interval, in seconds, giving at most seven ticks over the
-/// period, and the label format that suits it. Ticks fall on multiples of the
-/// interval since the epoch, so daily ticks sit on UTC midnight.
-fn tick_step(period: Period<'_>) -> (i64, &'static str) {
-    const STEPS: [i64; 22] = [
-        1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1_800, 3_600, 7_200, 10_800, 21_600, 43_200,
-        86_400, 172_800, 604_800, 2_592_000, 31_536_000,
-    ];
-    let span = (period.last.0.as_second() - period.first.0.as_second()).max(1);
-    let step = STEPS
-        .iter()
-        .copied()
-        .find(|s| span / s < 7)
-        .unwrap_or(31_536_000);
-    let fmt = if step >= 86_400 {
-        "%Y-%m-%d"
-    } else if span >= 86_400 {
-        "%m-%d %H:%M"
-    } else if step >= 60 {
-        "%H:%M"
-    } else {
-        "%H:%M:%S"
-    };
-    (step, fmt)
-}
-
 fn tick_time(period: Period<'_>, frac: f64) -> Timestamp {
     let start = period.first.0.as_microsecond();
     let span = (period.last.0.as_microsecond() - start) as f64;
     Timestamp::from_microsecond(start + (span * frac) as i64).unwrap_or(period.first.0)
 }
 
-/// One labelled tick of a timeline axis at `x`; labels near the ends are
-/// anchored inwards so they stay inside the picture.
-pub(crate) fn axis_tick(
-    page: &mut String,
-    x: f64,
-    axis_y: f64,
-    left: f64,
-    plot: f64,
-    label: impl std::fmt::Display,
-) {
-    let anchor = if x < left + 40.0 {
-        "start"
-    } else if x > left + plot - 40.0 {
-        "end"
-    } else {
-        "middle"
-    };
-    let _ = writeln!(
-        page,
-        "<line class=\"axis\" x1=\"{x:.1}\" y1=\"{axis_y}\" x2=\"{x:.1}\" y2=\"{:.1}\"/>\
-         <text x=\"{x:.1}\" y=\"{:.1}\" text-anchor=\"{anchor}\">{label}</text>",
-        axis_y + 4.0,
-        axis_y + 17.0,
-    );
-}
-
-/// The first `n` characters of `s`, with an ellipsis if cut.
-pub(crate) fn prefix(s: &str, n: usize) -> String {
-    match s.char_indices().nth(n) {
-        Some((i, _)) => format!("{}…", &s[..i]),
-        None => s.to_string(),
-    }
-}
-
-pub(crate) fn plural(n: usize) -> &'static str {
-    if n == 1 {
-        ""
-    } else {
-        "s"
-    }
-}
-
-/// HTML-escapes text for element content and quoted attribute values,
-/// control characters shown as escapes ([`crate::text::escape`]).
-pub(crate) fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in crate::text::escape(s).chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-const HEAD: &str = r#"<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="generator" content="botward">
-<title>botward audit report</title>
-<style>
-:root { --ok: #1a7f37; --deny: #d4720b; --err: #cf222e; --line: #d0d7de; --muted: #57606a; }
-* { box-sizing: border-box; }
-body { margin: 0; background: #f6f8fa; color: #1f2328; font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif; }
-main { max-width: 1240px; margin: 0 auto; padding: 24px 32px 48px; background: #fff; min-height: 100vh; }
-h1 { font-size: 24px; margin: 0 0 12px; }
-h2 { font-size: 18px; margin: 32px 0 10px; padding-bottom: 4px; border-bottom: 1px solid var(--line); }
-h3 { font-size: 15px; margin: 28px 0 6px; }
-a { color: #0969da; text-decoration: none; }
-dl.facts { display: grid; grid-template-columns: max-content 1fr; gap: 4px 18px; margin: 0; }
-dl.facts dt { color: var(--muted); }
-dl.facts dd { margin: 0; }
-table { border-collapse: collapse; width: 100%; margin: 6px 0 12px; }
-th, td { border: 1px solid var(--line); padding: 4px 8px; text-align: left; vertical-align: top; }
-th { background: #f6f8fa; font-weight: 600; white-space: nowrap; }
-tbody tr:nth-child(even) { background: #fafbfc; }
+/// The page's style sheet: the shared rules and its own.
+const CSS: [&str; 7] = [
+    r#":root { --ok: #1a7f37; --deny: #d4720b; --err: #cf222e; --line: #d0d7de; --muted: #57606a; }
+"#,
+    html::BASE_CSS,
+    html::FACTS_CSS,
+    html::TABLE_CSS,
+    r#"tbody tr:nth-child(even) { background: #fafbfc; }
 .num { text-align: right; font-variant-numeric: tabular-nums; }
 .mono { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, "Liberation Mono", monospace; font-size: 12.5px; white-space: nowrap; }
 .wrap { white-space: normal; overflow-wrap: anywhere; }
@@ -894,19 +822,13 @@ tbody tr:nth-child(even) { background: #fafbfc; }
 .chain.bad .verdict { color: var(--err); }
 .chain .detail { margin: 0; white-space: pre-wrap; word-break: break-word; }
 .claim { color: var(--muted); font-style: italic; }
-svg.timeline { display: block; width: 100%; height: auto; margin: 4px 0 10px; }
-svg.timeline text { font-size: 11px; fill: var(--muted); }
-svg.timeline .lane { fill: #f3f4f6; }
-svg.timeline .axis { stroke: #8c959f; stroke-width: 1; }
-svg.timeline .m0 { fill: var(--ok); }
+"#,
+    html::TIMELINE_CSS,
+    r#"svg.timeline .m0 { fill: var(--ok); }
 svg.timeline .m1 { fill: var(--deny); }
 svg.timeline .m2 { fill: var(--err); }
-@media print { body { background: #fff; } main { padding: 0; } }
-</style>
-</head>
-<body>
-<main>
-"#;
+"#,
+];
 
 #[cfg(test)]
 mod tests {
@@ -1071,31 +993,6 @@ mod tests {
         assert_eq!(bucket_of(single, first), 0);
     }
 
-    #[test]
-    fn ticks_are_round_and_few() {
-        let p = |a: i64, b: i64| Period {
-            first: (Timestamp::from_second(a).unwrap(), ""),
-            last: (Timestamp::from_second(b).unwrap(), ""),
-        };
-        assert_eq!(tick_step(p(0, 3 * 86_400)), (43_200, "%m-%d %H:%M"));
-        assert_eq!(tick_step(p(0, 30 * 86_400)), (604_800, "%Y-%m-%d"));
-        assert_eq!(tick_step(p(0, 3_000)), (600, "%H:%M"));
-        assert_eq!(tick_step(p(5, 5)), (1, "%H:%M:%S"));
-    }
-
-    #[test]
-    fn esc_covers_the_five_characters() {
-        assert_eq!(esc("&<>\"'x"), "&amp;&lt;&gt;&quot;&#39;x");
-    }
-
-    #[test]
-    fn esc_shows_control_characters_as_escapes() {
-        assert_eq!(
-            esc("/opt/x\n\u{1b}[31m<b>\u{9b}"),
-            "/opt/x\\n\\x1b[31m&lt;b&gt;\\u{9b}"
-        );
-    }
-
     /// Refused handshakes from one address: as 909baa2 wrote them (the
     /// claimed name in `bot`) and as they are written now.
     fn attempts() -> Vec<Value> {
@@ -1197,5 +1094,143 @@ mod tests {
             page.matches("<td class=\"mono wrap\">tcp 10.0.").count(),
             ATTEMPT_GROUPS
         );
+    }
+
+    /// One elevation record of `bot` on `payroll-db`.
+    fn elevation(seq: u64, bot: &str, kind: &str, decision: &str, elevation: Value) -> Value {
+        let mut r = record(
+            seq,
+            &format!("2026-11-27T11:{seq:02}:00.000000Z"),
+            Some(bot),
+            decision,
+        );
+        r["kind"] = json!(kind);
+        r["secret"] = json!("payroll-db");
+        r["detail"] = json!({ "elevation": elevation });
+        r
+    }
+
+    /// Two windows of report-bot (one read in, one not) and a denied one of
+    /// a bot whose name is markup.
+    fn elevations() -> Vec<Value> {
+        let id = |n: u8| format!("{n:032x}");
+        let open = |n| {
+            json!({"id": id(n), "approvers": ["finance-lead@corp.example", "cfo@corp.example"],
+            "not_before": "2026-11-27T11:00:00Z", "not_after": "2026-11-27T11:15:00Z"})
+        };
+        let closed = |n, reads: Value| {
+            let mut e = open(n);
+            e["closed"] = json!("expired");
+            e["reads"] = reads;
+            e["leases_revoked"] = json!(0);
+            e
+        };
+        let mut recs = sample();
+        for n in [1, 2] {
+            recs.push(elevation(
+                10 * u64::from(n),
+                "report-bot",
+                "elevation.request",
+                "allow",
+                json!({"id": id(n), "duration_s": 900, "ticket": "CHG-1234", "reason": "<b>quarter end</b>"}),
+            ));
+            recs.push(elevation(
+                10 * u64::from(n) + 1,
+                "report-bot",
+                "elevation.open",
+                "allow",
+                open(n),
+            ));
+        }
+        recs.push(elevation(
+            12,
+            "report-bot",
+            "elevation.close",
+            "allow",
+            closed(
+                1,
+                json!([{"ts": "2026-11-27T11:05:00Z", "request_id": "r9"}]),
+            ),
+        ));
+        recs.push(elevation(
+            22,
+            "report-bot",
+            "elevation.close",
+            "allow",
+            closed(2, json!([])),
+        ));
+        recs.push(elevation(
+            30,
+            "<i>x</i>",
+            "elevation.request",
+            "allow",
+            json!({"id": id(3)}),
+        ));
+        recs.push(elevation(
+            31,
+            "<i>x</i>",
+            "elevation.decision",
+            "allow",
+            json!({"id": id(3), "decision": "deny", "approver": "finance-lead@corp.example",
+                "via": "mailbox", "status": "denied"}),
+        ));
+        recs
+    }
+
+    fn section<'p>(page: &'p str, title: &str) -> &'p str {
+        page.split(&format!("<h2>{title}</h2>"))
+            .nth(1)
+            .and_then(|s| s.split("</section>").next())
+            .expect("the section")
+    }
+
+    #[test]
+    fn elevations_are_counted_per_bot() {
+        let page = render(&elevations(), &ok_chain());
+        let section = section(&page, "Elevations");
+        assert!(
+            section.contains(
+                "<a href=\"#bot-3\">report-bot</a></td><td class=\"num\">2</td>\
+                 <td class=\"num\">2</td><td class=\"num\">0</td><td class=\"num\">1</td>\
+                 <td class=\"num\">1</td></tr>"
+            ),
+            "{section}"
+        );
+        assert!(
+            section.contains(
+                "<a href=\"#bot-1\">&lt;i&gt;x&lt;/i&gt;</a></td><td class=\"num\">1</td>\
+                 <td class=\"num\">0</td><td class=\"num\">1</td><td class=\"num\">0</td>\
+                 <td class=\"num\">0</td></tr>"
+            ),
+            "{section}"
+        );
+        assert!(!section.contains("invoice-bot"), "no elevations, no row");
+        assert!(!page.contains("<i>") && !page.contains("<b>quarter"));
+    }
+
+    #[test]
+    fn the_servers_elevation_events_are_not_the_bots_requests() {
+        let page = render(&elevations(), &ok_chain());
+        // report-bot made its two requests; opening and closing the windows
+        // were the server's doing.
+        assert!(
+            page.contains(
+                "<a href=\"#bot-3\">report-bot</a></td><td class=\"num\">2</td>\
+                 <td class=\"num\">2</td><td class=\"num\">0</td><td class=\"num\">0</td>"
+            ),
+            "{page}"
+        );
+        let access = page
+            .split("<h3 id=\"bot-3\">report-bot</h3>")
+            .nth(1)
+            .unwrap();
+        assert!(!access.contains("elevation.open") && !access.contains("elevation.close"));
+        assert!(access.contains("elevation.request"));
+    }
+
+    #[test]
+    fn a_log_without_elevations_says_so() {
+        let page = render(&sample(), &ok_chain());
+        assert!(section(&page, "Elevations").contains("No just-in-time elevations recorded."));
     }
 }

@@ -114,7 +114,7 @@ impl SyslogConfig {
         SyslogConfig {
             address: address.into(),
             app_name: "botward".into(),
-            hostname: super::hostname(),
+            hostname: super::record::hostname(),
             facility: DEFAULT_FACILITY,
             queue: DEFAULT_QUEUE,
         }
@@ -173,7 +173,7 @@ impl SyslogSink {
         }
         let frame = format(
             &self.header,
-            &super::now_rfc3339(),
+            &super::record::now_rfc3339(),
             kind,
             decision,
             record_line,
@@ -212,12 +212,7 @@ impl SyslogSink {
             if now >= deadline {
                 return false;
             }
-            st = self
-                .shared
-                .drained
-                .wait_timeout(st, deadline - now)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
+            st = crate::wait_timeout(&self.shared.drained, st, deadline - now).0;
         }
         true
     }
@@ -262,7 +257,7 @@ impl Drop for SyslogSink {
 
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        crate::lock(&self.state)
     }
 
     /// Sleeps for `d`, or until the sink stops. Returns whether it stopped.
@@ -277,11 +272,7 @@ impl Shared {
             if now >= deadline {
                 return false;
             }
-            st = self
-                .work
-                .wait_timeout(st, deadline - now)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
+            st = crate::wait_timeout(&self.work, st, deadline - now).0;
         }
     }
 }
@@ -347,7 +338,7 @@ fn sender(shared: &Shared, address: &str) {
         let frames = {
             let mut st = shared.lock();
             while st.queue.is_empty() && !st.stop {
-                st = shared.work.wait(st).unwrap_or_else(|e| e.into_inner());
+                st = crate::wait(&shared.work, st);
             }
             if st.stop {
                 return;

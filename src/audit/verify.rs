@@ -17,14 +17,13 @@ use serde::Deserialize;
 
 pub use self::anchor::{parse_message, read_messages, Anchor, Anchors, Malformed};
 use super::chain::{self, EpochKey};
+pub use super::fields::printable;
 
 /// The largest epoch step a record may take.
 const MAX_EPOCH_JUMP: u64 = 1_000_000;
 
 /// The most distinct hosts remembered from a log, to match anchors.
 const MAX_HOSTS: usize = 256;
-/// The most characters of outside text shown in one message.
-const MAX_SHOWN: usize = 4096;
 
 /// What the verifier may check with.
 #[derive(Default)]
@@ -160,6 +159,12 @@ struct Seen {
     line: usize,
 }
 
+/// A line of a log file, where damage is found.
+struct At<'p> {
+    path: &'p Path,
+    line: usize,
+}
+
 // === impl Damage ===
 
 impl fmt::Display for Damage {
@@ -170,6 +175,20 @@ impl fmt::Display for Damage {
             Damage::Reordered => "reordered",
             Damage::BadSignature => "bad signature",
         })
+    }
+}
+
+// === impl At ===
+
+impl At<'_> {
+    fn tampered(&self, seq: Option<u64>, damage: Damage, detail: String) -> Outcome {
+        Outcome::Tampered {
+            file: self.path.to_owned(),
+            line: self.line,
+            seq,
+            damage,
+            detail,
+        }
     }
 }
 
@@ -232,17 +251,21 @@ impl Report {
     }
 }
 
-/// Text from a log, a path or an anchor file, fit for a terminal: control
-/// and layout characters escaped as [`crate::text::escape`] does (a record
-/// cannot move the cursor or forge a line), cut at [`MAX_SHOWN`]
-/// characters.
-pub fn printable(s: &str) -> String {
-    let cut: String = s.chars().take(MAX_SHOWN).collect();
-    let mut out = crate::text::escape(&cut).into_owned();
-    if s.chars().nth(MAX_SHOWN).is_some() {
-        out.push('…');
+/// Reads every record of the given files, in chain order of the files,
+/// skipping lines that are not JSON objects.
+pub fn read_records(files: &[PathBuf]) -> io::Result<Vec<serde_json::Value>> {
+    let mut out = Vec::new();
+    for f in order_files(files)? {
+        let text = std::fs::read(&f)?;
+        for line in text.split(|b| *b == b'\n') {
+            if let Ok(v @ serde_json::Value::Object(_)) =
+                serde_json::from_slice::<serde_json::Value>(line)
+            {
+                out.push(v);
+            }
+        }
     }
-    out
+    Ok(out)
 }
 
 /// Orders log files by the sequence number of their first record.
@@ -373,9 +396,11 @@ impl Verifier<'_> {
                     self.torn = true;
                     return Ok(Ok(()));
                 }
-                return Ok(Err(self.tampered(
+                let at = At {
                     path,
-                    line_no,
+                    line: line_no,
+                };
+                return Ok(Err(at.tampered(
                     None,
                     Damage::Edited,
                     "a rotated file ends in a torn line".into(),
@@ -400,30 +425,14 @@ impl Verifier<'_> {
             .any(|l| serde_json::from_slice::<Light<'_>>(&l).is_ok_and(|r| r.seq == seq))
     }
 
-    fn tampered(
-        &self,
-        path: &Path,
-        line: usize,
-        seq: Option<u64>,
-        damage: Damage,
-        detail: String,
-    ) -> Outcome {
-        Outcome::Tampered {
-            file: path.to_owned(),
-            line,
-            seq,
-            damage,
-            detail,
-        }
-    }
-
     /// Checks the log against the anchors, once it verified on its own: a
     /// record that differs from an anchor was replaced; a log that ends
     /// before an anchor was cut back. The error is anchors none of which
     /// can be checked.
     fn anchors(&mut self, end: &Path) -> io::Result<Result<(), Outcome>> {
-        let anchors = &self.keys.anchors;
-        let key_state = self.keys.anchor.as_ref().map(|(seq, hash)| Anchor {
+        let keys = self.keys;
+        let anchors = &keys.anchors;
+        let key_state = keys.anchor.as_ref().map(|(seq, hash)| Anchor {
             seq: *seq,
             hash: hash.clone(),
             host: None,
@@ -436,49 +445,18 @@ impl Verifier<'_> {
         check.key_state = key_state.as_ref().map(|a| a.seq);
         // The log's chain, by the first public key the auditor gave: only
         // known for a log from seq 0, whose first epoch that key signs.
-        let chain = match (&self.keys.public_key, self.report.first_seq) {
-            (Some(k), Some(0)) => Some(crate::identity::hex(k)),
+        let chain = match (&keys.public_key, self.report.first_seq) {
+            (Some(k), Some(0)) => Some(crate::text::hex(k)),
             _ => None,
         };
         let mut beyond: Option<&Anchor> = None;
         let mut other_hosts = Vec::new();
         for a in anchors.iter().chain(key_state.as_ref()) {
-            // Checkpoints name their chain; other records, their host.
-            if let (Some(mine), Some(theirs)) = (&chain, &a.chain) {
-                if mine != theirs {
-                    check.other_chains += 1;
-                    continue;
-                }
-            } else if let Some(h) = &a.host {
-                if !self.hosts.contains(h) {
-                    check.other_hosts += 1;
-                    if other_hosts.len() < 3 && !other_hosts.contains(h) {
-                        other_hosts.push(h.clone());
-                    }
-                    continue;
-                }
-            }
-            if self.report.first_seq.is_some_and(|first| a.seq < first) {
-                check.before_start += 1;
+            if !self.applies(a, chain.as_ref(), &mut other_hosts) {
                 continue;
             }
-            if a.host.is_some() {
-                check.checked += 1;
-                check.latest = check.latest.max(Some(a.seq));
-            }
             match self.seen.get(&a.seq) {
-                Some(s) if s.hash != a.hash => {
-                    return Ok(Err(Outcome::Tampered {
-                        file: s.file.clone(),
-                        line: s.line,
-                        seq: Some(a.seq),
-                        damage: Damage::Edited,
-                        detail: format!(
-                            "the record differs from {}, which has the same seq: it was replaced",
-                            shown_source(a)
-                        ),
-                    }));
-                }
+                Some(s) if s.hash != a.hash => return Ok(Err(replaced(s, a))),
                 Some(_) => {}
                 // Every seq from the first on is in the log, up to its end.
                 None => {
@@ -488,38 +466,86 @@ impl Verifier<'_> {
                 }
             }
         }
-        if !anchors.is_empty() && check.checked == 0 {
-            let hosts: Vec<String> = other_hosts
-                .iter()
-                .map(|h| format!("\"{}\"", printable(h)))
-                .collect();
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!(
-                    "none of the {} anchors can be checked against this log: {} are checkpoints of other chains (another first public key), {} are records of other hosts ({}), {} are older than its first record",
-                    anchors.len(),
-                    check.other_chains,
-                    check.other_hosts,
-                    hosts.join(", "),
-                    check.before_start
-                ),
-            ));
+        if !anchors.is_empty() && self.report.anchors.checked == 0 {
+            return Err(self.none_checkable(&other_hosts));
         }
         Ok(match beyond {
-            Some(a) => Err(Outcome::Tampered {
-                file: end.to_owned(),
-                line: self.last_line,
-                seq: self.report.last_seq,
-                damage: Damage::Deleted,
-                detail: format!(
-                    "the log ends at seq {}, but {} shows that seq {} was written: the log was cut back",
-                    self.report.last_seq.map_or("(none)".to_string(), |s| s.to_string()),
-                    shown_source(a),
-                    a.seq
-                ),
-            }),
+            Some(a) => Err(self.cut_back(end, a)),
             None => Ok(()),
         })
+    }
+
+    /// Whether the log is checked against `a`: not when it is a checkpoint
+    /// of another chain than `chain`, a record of a host the log does not
+    /// name (up to three of which go to `other_hosts`, for the message), or
+    /// older than the log's first record. Counts it in the report either way.
+    fn applies(
+        &mut self,
+        a: &Anchor,
+        chain: Option<&String>,
+        other_hosts: &mut Vec<String>,
+    ) -> bool {
+        let check = &mut self.report.anchors;
+        // Checkpoints name their chain; other records, their host.
+        if let (Some(mine), Some(theirs)) = (chain, &a.chain) {
+            if mine != theirs {
+                check.other_chains += 1;
+                return false;
+            }
+        } else if let Some(h) = &a.host {
+            if !self.hosts.contains(h) {
+                check.other_hosts += 1;
+                if other_hosts.len() < 3 && !other_hosts.contains(h) {
+                    other_hosts.push(h.clone());
+                }
+                return false;
+            }
+        }
+        if self.report.first_seq.is_some_and(|first| a.seq < first) {
+            check.before_start += 1;
+            return false;
+        }
+        if a.host.is_some() {
+            check.checked += 1;
+            check.latest = check.latest.max(Some(a.seq));
+        }
+        true
+    }
+
+    /// The error when none of the anchors given can be checked, saying why.
+    fn none_checkable(&self, other_hosts: &[String]) -> io::Error {
+        let check = &self.report.anchors;
+        let hosts: Vec<String> = other_hosts
+            .iter()
+            .map(|h| format!("\"{}\"", printable(h)))
+            .collect();
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "none of the {} anchors can be checked against this log: {} are checkpoints of other chains (another first public key), {} are records of other hosts ({}), {} are older than its first record",
+                self.keys.anchors.len(),
+                check.other_chains,
+                check.other_hosts,
+                hosts.join(", "),
+                check.before_start
+            ),
+        )
+    }
+
+    /// The log, ending in `end`, stops before anchor `a`'s seq.
+    fn cut_back(&self, end: &Path, a: &Anchor) -> Outcome {
+        Outcome::Tampered {
+            file: end.to_owned(),
+            line: self.last_line,
+            seq: self.report.last_seq,
+            damage: Damage::Deleted,
+            detail: format!(
+                "the log ends at seq {}, but {} shows that seq {} was written: the log was cut back",
+                self.report.last_seq.map_or("(none)".to_string(), |s| s.to_string()),
+                shown_source(a),
+                a.seq
+            ),
+        }
     }
 
     /// Checks a checkpoint's signature with the key of its epoch, and takes
@@ -588,167 +614,204 @@ impl Verifier<'_> {
         Ok(())
     }
 
+    /// Checks one record: its hash, its place in the chain, its epoch, its
+    /// MAC and, for a checkpoint, what it covers and its signature; then
+    /// takes it as the end of the chain.
     fn record(&mut self, path: &Path, line_no: usize, line: &[u8]) -> Result<(), Outcome> {
+        let at = At {
+            path,
+            line: line_no,
+        };
         let Some((canonical, hash_hex, mac_hex)) = chain::split_line(line) else {
-            return Err(self.tampered(
-                path,
-                line_no,
+            return Err(at.tampered(
                 None,
                 Damage::Edited,
                 "not a sealed record (hash and mac missing or malformed)".into(),
             ));
         };
-        let rec: Light<'_> = serde_json::from_slice(line).map_err(|e| {
-            self.tampered(
-                path,
-                line_no,
-                None,
-                Damage::Edited,
-                format!("not a valid record: {e}"),
-            )
-        })?;
+        let rec: Light<'_> = serde_json::from_slice(line)
+            .map_err(|e| at.tampered(None, Damage::Edited, format!("not a valid record: {e}")))?;
         let seq = Some(rec.seq);
         let h = chain::hash(&canonical);
-        if crate::identity::hex(&h) != hash_hex {
-            return Err(self.tampered(
-                path,
-                line_no,
+        if crate::text::hex(&h) != hash_hex {
+            return Err(at.tampered(
                 seq,
                 Damage::Edited,
                 "the record does not match its hash".into(),
             ));
         }
-        match self.expected {
-            Some(e) if rec.seq < e => {
-                return Err(self.tampered(
-                    path,
-                    line_no,
-                    seq,
-                    Damage::Reordered,
-                    format!("seq {} appears after seq {}", rec.seq, e - 1),
-                ));
-            }
-            Some(e) if rec.seq > e => {
-                let (damage, detail) = if Self::appears_later(path, e) {
-                    (
-                        Damage::Reordered,
-                        format!("seq {} appears before seq {e}", rec.seq),
-                    )
-                } else if rec.seq == e + 1 {
-                    (Damage::Deleted, format!("record {e} is missing"))
-                } else {
-                    (
-                        Damage::Deleted,
-                        format!("records {e} to {} are missing", rec.seq - 1),
-                    )
-                };
-                return Err(self.tampered(path, line_no, seq, damage, detail));
-            }
-            Some(_) => {
-                if rec.prev.as_deref() != self.last_hash.as_deref() {
-                    return Err(self.tampered(
-                        path,
-                        line_no,
-                        seq,
-                        Damage::Edited,
-                        "prev does not match the hash of the record before it: an earlier record was replaced".into(),
-                    ));
-                }
-            }
-            None => {
-                if rec.seq != 0 && self.keys.from_seq != Some(rec.seq) {
-                    return Err(self.tampered(
-                        path,
-                        line_no,
-                        seq,
-                        Damage::Deleted,
-                        format!(
-                            "the log starts at seq {}: records 0 to {} are missing (if older files were retired on purpose, pass --from-seq {})",
-                            rec.seq,
-                            rec.seq - 1,
-                            rec.seq
-                        ),
-                    ));
-                }
-                if rec.seq == 0 && rec.prev.is_some() {
-                    return Err(self.tampered(
-                        path,
-                        line_no,
-                        seq,
-                        Damage::Edited,
-                        "the first record of a chain has a prev".into(),
-                    ));
-                }
-                self.report.first_seq = seq;
-            }
-        }
+        self.sequence(&at, &rec)?;
         let epoch = rec.epoch.unwrap_or(0);
+        self.epoch(&at, seq, epoch)?;
+        self.mac(&at, seq, epoch, &h, mac_hex)?;
+        if rec.kind == "checkpoint" {
+            self.checkpoint(&at, &rec, epoch)?;
+        } else {
+            self.last_final = false;
+        }
+        self.remember(&at, &rec, hash_hex);
+        self.expected = Some(rec.seq + 1);
+        self.last_hash = Some(hash_hex.to_owned());
+        self.last_line = line_no;
+        self.last_epoch = epoch;
+        self.report.records += 1;
+        self.report.last_seq = seq;
+        Ok(())
+    }
+
+    /// Checks the record's seq and prev against the record before it, or,
+    /// for the first record, where the log may start.
+    fn sequence(&mut self, at: &At<'_>, rec: &Light<'_>) -> Result<(), Outcome> {
+        let seq = Some(rec.seq);
+        match self.expected {
+            Some(e) if rec.seq < e => Err(at.tampered(
+                seq,
+                Damage::Reordered,
+                format!("seq {} appears after seq {}", rec.seq, e - 1),
+            )),
+            Some(e) if rec.seq > e => {
+                let (damage, detail) = Self::gap(at.path, e, rec.seq);
+                Err(at.tampered(seq, damage, detail))
+            }
+            Some(_) if rec.prev.as_deref() != self.last_hash.as_deref() => Err(at.tampered(
+                seq,
+                Damage::Edited,
+                "prev does not match the hash of the record before it: an earlier record was replaced".into(),
+            )),
+            Some(_) => Ok(()),
+            None => self.start(at, rec),
+        }
+    }
+
+    /// What is wrong when seq `found` comes where `expected` should: the
+    /// records between were moved, or deleted.
+    fn gap(path: &Path, expected: u64, found: u64) -> (Damage, String) {
+        if Self::appears_later(path, expected) {
+            (
+                Damage::Reordered,
+                format!("seq {found} appears before seq {expected}"),
+            )
+        } else if found == expected + 1 {
+            (Damage::Deleted, format!("record {expected} is missing"))
+        } else {
+            (
+                Damage::Deleted,
+                format!("records {expected} to {} are missing", found - 1),
+            )
+        }
+    }
+
+    /// Checks the log's first record: it is seq 0, with no prev, unless the
+    /// log may start later.
+    fn start(&mut self, at: &At<'_>, rec: &Light<'_>) -> Result<(), Outcome> {
+        let seq = Some(rec.seq);
+        if rec.seq != 0 && self.keys.from_seq != Some(rec.seq) {
+            return Err(at.tampered(
+                seq,
+                Damage::Deleted,
+                format!(
+                    "the log starts at seq {}: records 0 to {} are missing (if older files were retired on purpose, pass --from-seq {})",
+                    rec.seq,
+                    rec.seq - 1,
+                    rec.seq
+                ),
+            ));
+        }
+        if rec.seq == 0 && rec.prev.is_some() {
+            return Err(at.tampered(
+                seq,
+                Damage::Edited,
+                "the first record of a chain has a prev".into(),
+            ));
+        }
+        self.report.first_seq = seq;
+        Ok(())
+    }
+
+    /// Checks the record's epoch: never behind the last record's, nor more
+    /// than [`MAX_EPOCH_JUMP`] ahead of it.
+    fn epoch(&self, at: &At<'_>, seq: Option<u64>, epoch: u64) -> Result<(), Outcome> {
         // Epochs advance once a ratchet interval and at each start; a jump
         // of more than a million (a year of one-second ratchets) is forged,
         // and deriving its key would take forever.
         if epoch > self.last_epoch.saturating_add(MAX_EPOCH_JUMP) {
-            return Err(self.tampered(
-                path,
-                line_no,
+            return Err(at.tampered(
                 seq,
                 Damage::Edited,
                 format!("implausible epoch {epoch} after epoch {}", self.last_epoch),
             ));
         }
         if epoch < self.last_epoch {
-            return Err(self.tampered(
-                path,
-                line_no,
+            return Err(at.tampered(
                 seq,
                 Damage::Reordered,
                 format!("epoch {epoch} after epoch {}", self.last_epoch),
             ));
         }
-        if let Some(key) = self.key.as_mut() {
-            while key.epoch < epoch {
-                key.ratchet();
+        Ok(())
+    }
+
+    /// Checks the record's MAC with the key of its epoch, ratcheting the
+    /// key up to it; without a seed, there is nothing to check.
+    fn mac(
+        &mut self,
+        at: &At<'_>,
+        seq: Option<u64>,
+        epoch: u64,
+        hash: &[u8; 32],
+        mac_hex: &str,
+    ) -> Result<(), Outcome> {
+        let Some(key) = self.key.as_mut() else {
+            return Ok(());
+        };
+        while key.epoch < epoch {
+            key.ratchet();
+        }
+        if !key.verify(hash, mac_hex) {
+            return Err(at.tampered(
+                seq,
+                Damage::Edited,
+                "the MAC does not match: the record was rewritten without the key".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Checks that a checkpoint covers the record before it, in its epoch,
+    /// and its signature; then takes it as the last checkpoint.
+    fn checkpoint(&mut self, at: &At<'_>, rec: &Light<'_>, epoch: u64) -> Result<(), Outcome> {
+        let seq = Some(rec.seq);
+        let d = rec.detail.as_ref();
+        let covers_seq = d.and_then(|d| d.covers_seq);
+        let covers_hash = d.and_then(|d| d.covers_hash.as_deref());
+        if covers_seq != rec.seq.checked_sub(1)
+            || covers_hash != rec.prev.as_deref()
+            || d.and_then(|d| d.epoch) != Some(epoch)
+        {
+            return Err(at.tampered(
+                seq,
+                Damage::BadSignature,
+                "the checkpoint does not cover the record before it".into(),
+            ));
+        }
+        if let Some(d) = d {
+            let covers = (rec.seq.saturating_sub(1), covers_hash.unwrap_or(""));
+            if let Err(detail) = self.signature(epoch, covers.0, covers.1, d) {
+                return Err(at.tampered(seq, Damage::BadSignature, detail));
             }
-            if !key.verify(&h, mac_hex) {
-                return Err(self.tampered(
-                    path,
-                    line_no,
-                    seq,
-                    Damage::Edited,
-                    "the MAC does not match: the record was rewritten without the key".into(),
-                ));
+            if self.signing.is_some() {
+                self.report.signatures.through = Some((rec.seq, epoch));
             }
         }
-        if rec.kind == "checkpoint" {
-            let d = rec.detail.as_ref();
-            let covers_seq = d.and_then(|d| d.covers_seq);
-            let covers_hash = d.and_then(|d| d.covers_hash.as_deref());
-            if covers_seq != rec.seq.checked_sub(1)
-                || covers_hash != rec.prev.as_deref()
-                || d.and_then(|d| d.epoch) != Some(epoch)
-            {
-                return Err(self.tampered(
-                    path,
-                    line_no,
-                    seq,
-                    Damage::BadSignature,
-                    "the checkpoint does not cover the record before it".into(),
-                ));
-            }
-            if let Some(d) = d {
-                let covers = (rec.seq.saturating_sub(1), covers_hash.unwrap_or(""));
-                if let Err(detail) = self.signature(epoch, covers.0, covers.1, d) {
-                    return Err(self.tampered(path, line_no, seq, Damage::BadSignature, detail));
-                }
-                if self.signing.is_some() {
-                    self.report.signatures.through = Some((rec.seq, epoch));
-                }
-            }
-            self.last_checkpoint = Some(rec.seq);
-            self.last_final = d.and_then(|d| d.is_final).unwrap_or(false);
-            self.report.checkpoints += 1;
-        } else {
-            self.last_final = false;
-        }
+        self.last_checkpoint = Some(rec.seq);
+        self.last_final = d.and_then(|d| d.is_final).unwrap_or(false);
+        self.report.checkpoints += 1;
+        Ok(())
+    }
+
+    /// Keeps what the anchors are checked against: where the log holds an
+    /// anchored seq, and the hosts its records name.
+    fn remember(&mut self, at: &At<'_>, rec: &Light<'_>, hash_hex: &str) {
         if self.wanted_seqs
             && (self.keys.anchors.contains_seq(rec.seq)
                 || self
@@ -761,8 +824,8 @@ impl Verifier<'_> {
                 rec.seq,
                 Seen {
                     hash: hash_hex.to_owned(),
-                    file: path.to_owned(),
-                    line: line_no,
+                    file: at.path.to_owned(),
+                    line: at.line,
                 },
             );
         }
@@ -772,13 +835,20 @@ impl Verifier<'_> {
                 self.hosts.push(host.to_owned());
             }
         }
-        self.expected = Some(rec.seq + 1);
-        self.last_hash = Some(hash_hex.to_owned());
-        self.last_line = line_no;
-        self.last_epoch = epoch;
-        self.report.records += 1;
-        self.report.last_seq = seq;
-        Ok(())
+    }
+}
+
+/// The log's record at `s` differs from anchor `a`, which has its seq.
+fn replaced(s: &Seen, a: &Anchor) -> Outcome {
+    Outcome::Tampered {
+        file: s.file.clone(),
+        line: s.line,
+        seq: Some(a.seq),
+        damage: Damage::Edited,
+        detail: format!(
+            "the record differs from {}, which has the same seq: it was replaced",
+            shown_source(a)
+        ),
     }
 }
 

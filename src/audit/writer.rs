@@ -38,10 +38,15 @@ use tracing::{error, info, warn};
 use zeroize::Zeroizing;
 
 use super::chain::{self, EpochKey, EpochSigner};
+use super::record::{hostname, request_id, Decision, Record};
+use super::settings::{Fsync, Settings, Syslog};
 use super::syslog::{SyslogConfig, SyslogSink};
-use super::{AuditUnavailable, Decision, Record};
-use crate::config::{Audit, Fsync};
-use crate::identity::hex;
+use super::verify;
+use crate::text::hex;
+
+/// The audit record could not be written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AuditUnavailable;
 
 /// File names of the key material, beside the log by default.
 pub struct KeyFiles {
@@ -58,7 +63,7 @@ pub struct KeyFiles {
 }
 
 impl KeyFiles {
-    pub fn for_log(cfg: &Audit) -> KeyFiles {
+    pub fn for_log(cfg: &Settings) -> KeyFiles {
         let name = cfg
             .path
             .file_name()
@@ -72,10 +77,53 @@ impl KeyFiles {
             public: at("pub"),
         }
     }
+
+    /// What an auditor can check this log with, from the files that exist:
+    /// the chain's first public key, the MAC seed, and the last record the
+    /// writer saved with its key state (the log must reach at least that
+    /// far). Errors name the file.
+    pub fn verify_keys(&self) -> Result<verify::Keys, String> {
+        let mut keys = verify::Keys::default();
+        if self.public.exists() {
+            keys.public_key = Some(read_hex_file(&self.public)?);
+        }
+        keys.anchor = saved_anchor(&self.state);
+        if self.seed.exists() {
+            let raw = Zeroizing::new(read_hex_file(&self.seed)?);
+            keys.seed = Some(Zeroizing::new(
+                raw.as_slice()
+                    .try_into()
+                    .map_err(|_| "seed is not 32 bytes".to_string())?,
+            ));
+        }
+        Ok(keys)
+    }
+}
+
+/// Where the seed, key state, signing key and public key of a log live.
+pub fn writer_key_files(cfg: &Settings) -> KeyFiles {
+    KeyFiles::for_log(cfg)
+}
+
+/// A file holding hex (a seed or a public key), decoded.
+pub fn read_hex_file(p: &Path) -> Result<Vec<u8>, String> {
+    let text =
+        Zeroizing::new(std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?);
+    chain::unhex(&text).ok_or_else(|| format!("{}: not hex", p.display()))
+}
+
+/// The last record (seq, hash) saved in a key state file, if it can be
+/// read and names one.
+pub fn saved_anchor(state: &Path) -> Option<(u64, String)> {
+    let text = Zeroizing::new(std::fs::read_to_string(state).ok()?);
+    let v = serde_json::from_str::<serde_json::Value>(&text).ok()?;
+    let seq = v.get("seq").and_then(|s| s.as_u64())?;
+    let hash = v.get("hash").and_then(|h| h.as_str())?;
+    Some((seq, hash.to_owned()))
 }
 
 pub struct Writer {
-    cfg: Audit,
+    cfg: Settings,
     host: Arc<str>,
     /// Shared with the sync thread, which calls `fdatasync` on it.
     pub(super) file: Arc<File>,
@@ -120,31 +168,14 @@ struct Tail {
 }
 
 impl Writer {
-    pub fn open(cfg: &Audit, host: Arc<str>) -> io::Result<Writer> {
+    pub fn open(cfg: &Settings, host: Arc<str>) -> io::Result<Writer> {
         let keys = KeyFiles::for_log(cfg);
-        std::fs::create_dir_all(&cfg.state_dir)?;
-        if let Some(dir) = cfg.path.parent() {
-            if !dir.as_os_str().is_empty() {
-                std::fs::create_dir_all(dir)?;
-            }
+        for private in [&cfg.path, &keys.seed, &keys.state, &keys.sign] {
+            crate::platform::refuse_if_shared(private)?;
         }
-        let mut file = open_append(&cfg.path)?;
-        // A log created just now must keep its name through a crash. Some
-        // file systems cannot sync a directory (EINVAL); nothing is lost
-        // there that a sync could keep.
-        match sync_dir(&cfg.path) {
-            Err(e) if e.raw_os_error() != Some(libc::EINVAL) => return Err(e),
-            _ => {}
-        }
+        let mut file = open_log(cfg)?;
         let recovered = recover_torn_line(&mut file, &cfg.path)?;
-        let tail = match last_record(&mut file)? {
-            Some(t) => Some(t),
-            None => rotated_files(&cfg.path)
-                .last()
-                .map(|p| File::open(p).and_then(|mut f| last_record(&mut f)))
-                .transpose()?
-                .flatten(),
-        };
+        let tail = chain_tail(&mut file, &cfg.path)?;
         let (key, signer, first_public) = match &tail {
             // Key state without a log: the log was removed. Refuse, rather
             // than quietly start a new chain over the evidence.
@@ -185,15 +216,7 @@ impl Writer {
             sync_failed: false,
             last_checkpoint: Instant::now(),
             last_ratchet: Instant::now(),
-            sink: cfg.syslog.as_ref().map(|s| {
-                SyslogSink::start(SyslogConfig {
-                    address: s.address.clone(),
-                    app_name: "botward".into(),
-                    hostname: super::hostname(),
-                    facility: 13,
-                    queue: 10_000,
-                })
-            }),
+            sink: cfg.syslog.as_ref().map(start_sink),
             pending: Vec::new(),
             rotating: false,
             buf: Vec::with_capacity(64 * 1024),
@@ -203,22 +226,11 @@ impl Writer {
             w.file_day = day.or_else(|| Some(today()));
             w.file_first_seq = seq;
         }
-        // Every start begins in an epoch that holds no records. A fixed key
-        // from before signing keys ratcheted is handed over at once, even
-        // from an epoch without records.
-        if tail.is_some() && (w.epoch_used || w.signer.is_fixed()) {
-            w.epoch_used = true;
-            let fixed = w.signer.is_fixed();
-            w.ratchet()?;
-            if fixed {
-                info!(
-                    from_epoch = w.key.epoch - 1,
-                    "Audit signing key now ratchets per epoch; the fixed signing key was removed"
-                );
-            }
+        if tail.is_some() {
+            w.leave_start_epoch()?;
         }
         if let Some((torn_len, torn_hash)) = recovered {
-            let mut r = Record::new("audit.recovered", crate::api::request_id(), w.host.clone());
+            let mut r = Record::new("audit.recovered", request_id(), w.host.clone());
             r.decision = Decision::Allow;
             r.reason = Some("torn_line".into());
             r.detail =
@@ -226,6 +238,26 @@ impl Writer {
             w.pending.push(r);
         }
         Ok(w)
+    }
+
+    /// Every start of an existing chain begins in an epoch that holds no
+    /// records: ratchets out of the epoch the log ends in, if it holds
+    /// records. A fixed key from before signing keys ratcheted is handed
+    /// over at once, even from an epoch without records.
+    fn leave_start_epoch(&mut self) -> io::Result<()> {
+        if !(self.epoch_used || self.signer.is_fixed()) {
+            return Ok(());
+        }
+        self.epoch_used = true;
+        let fixed = self.signer.is_fixed();
+        self.ratchet()?;
+        if fixed {
+            info!(
+                from_epoch = self.key.epoch - 1,
+                "Audit signing key now ratchets per epoch; the fixed signing key was removed"
+            );
+        }
+        Ok(())
     }
 
     /// Writes records queued while opening, such as `audit.recovered`,
@@ -406,7 +438,7 @@ impl Writer {
         let covers_seq = self.next_seq.saturating_sub(1);
         debug_assert_eq!(self.signer.epoch, self.key.epoch);
         let sig = self.signer.sign_checkpoint(covers_seq, &covers_hash);
-        let mut r = Record::new("checkpoint", crate::api::request_id(), self.host.clone());
+        let mut r = Record::new("checkpoint", request_id(), self.host.clone());
         r.decision = Decision::Allow;
         r.reason = Some(why.to_owned());
         r.detail = Some(json!({
@@ -475,6 +507,9 @@ impl Writer {
         if let Err(e) = &result {
             error!(error = %e, "Cannot write the audit log; refusing requests until it can");
             let _ = self.file.set_len(self.file_len);
+            // Where the handle is not in append mode (Windows), the next
+            // write goes to the new end.
+            let _ = (&*self.file).seek(SeekFrom::End(0));
             (self.next_seq, self.last_hash) = saved;
         } else {
             let written = self.buf.len() as u64;
@@ -557,7 +592,7 @@ impl Writer {
         let first = self.file_first_seq.unwrap_or(self.next_seq);
         let rotated = rotated_name(&self.cfg.path, first);
         std::fs::rename(&self.cfg.path, &rotated)?;
-        match open_append(&self.cfg.path) {
+        match crate::platform::open_append(&self.cfg.path, LOG_MODE) {
             Ok(f) => self.file = Arc::new(f),
             Err(e) => {
                 // Put the file back, so that the chain goes on in the file
@@ -570,7 +605,7 @@ impl Writer {
         self.file_day = None;
         self.file_first_seq = None;
         // Without it the new file's name may not survive a crash.
-        if let Err(e) = sync_dir(&self.cfg.path) {
+        if let Err(e) = crate::platform::sync_dir(&self.cfg.path) {
             self.sync_failed = true;
             return Err(e);
         }
@@ -585,22 +620,66 @@ fn today() -> jiff::civil::Date {
         .date()
 }
 
-fn open_append(path: &Path) -> io::Result<File> {
-    let mut opts = OpenOptions::new();
-    opts.create(true).append(true).read(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o640);
+/// Creates the state and log directories and opens the log for appending.
+fn open_log(cfg: &Settings) -> io::Result<File> {
+    std::fs::create_dir_all(&cfg.state_dir)?;
+    if let Some(dir) = cfg.path.parent() {
+        if !dir.as_os_str().is_empty() {
+            std::fs::create_dir_all(dir)?;
+        }
     }
-    opts.open(path)
+    let file = crate::platform::open_append(&cfg.path, LOG_MODE)?;
+    // A log created just now must keep its name through a crash. Some
+    // file systems cannot sync a directory (EINVAL); nothing is lost
+    // there that a sync could keep.
+    match crate::platform::sync_dir(&cfg.path) {
+        Err(e) if e.kind() != io::ErrorKind::InvalidInput => return Err(e),
+        _ => {}
+    }
+    Ok(file)
 }
+
+/// The last record of the chain: in the open log `file` at `path`, or, if
+/// it holds none, in the newest rotated file.
+fn chain_tail(file: &mut File, path: &Path) -> io::Result<Option<Tail>> {
+    match last_record(file)? {
+        Some(t) => Ok(Some(t)),
+        None => Ok(rotated_files(path)
+            .last()
+            .map(|p| File::open(p).and_then(|mut f| last_record(&mut f)))
+            .transpose()?
+            .flatten()),
+    }
+}
+
+/// Starts the off-host syslog sink.
+fn start_sink(s: &Syslog) -> SyslogSink {
+    SyslogSink::start(SyslogConfig {
+        address: s.address.clone(),
+        app_name: "botward".into(),
+        hostname: hostname(),
+        facility: 13,
+        queue: 10_000,
+    })
+}
+
+/// Permission bits of a new log file: the owner writes, its group reads.
+const LOG_MODE: u32 = 0o640;
 
 /// `audit.jsonl` → `audit.jsonl.000000001234`.
 pub fn rotated_name(path: &Path, first_seq: u64) -> PathBuf {
     let mut s = path.as_os_str().to_owned();
     s.push(format!(".{first_seq:012}"));
     PathBuf::from(s)
+}
+
+/// Every file of a log, current and rotated, in chain order.
+pub fn log_files(path: &Path) -> Vec<PathBuf> {
+    let mut files = rotated_files(path);
+    if path.exists() {
+        files.push(path.to_owned());
+    }
+    files
 }
 
 /// Rotated files of a log, oldest first.
@@ -690,6 +769,7 @@ fn recover_torn_line(file: &mut File, path: &Path) -> io::Result<Option<(u64, St
     warn!(file = %path.display(), bytes = torn.len(), "Audit log ends in a torn line; cutting it off");
     file.set_len(cut)?;
     file.sync_all()?;
+    file.seek(SeekFrom::End(0))?;
     Ok(Some((torn.len() as u64, torn_hash)))
 }
 
@@ -859,7 +939,7 @@ fn remove_fixed_signing_key(path: &Path) {
         std::fs::remove_file(path)?;
         // Should the removal not survive a crash, the file left holds
         // zeros, and the next start removes it again.
-        let _ = sync_dir(path);
+        let _ = crate::platform::sync_dir(path);
         io::Result::Ok(())
     })();
     if let Err(e) = wiped {
@@ -894,24 +974,7 @@ fn save_key_state(path: &Path, state: KeyState<'_>) -> io::Result<()> {
 }
 
 fn write_secret_file(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
-    let mut opts = OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(mode);
-    }
-    #[cfg(not(unix))]
-    let _ = mode;
-    let mut f = opts.open(path)?;
+    let mut f = crate::platform::create_new(path, mode)?;
     f.write_all(bytes)?;
     f.sync_all()
-}
-
-fn sync_dir(path: &Path) -> io::Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    File::open(dir)?.sync_all()
 }

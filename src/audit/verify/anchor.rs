@@ -29,8 +29,8 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use super::printable;
 use crate::audit::chain;
+use crate::audit::fields::printable;
 
 /// The longest line or frame read from an anchor file.
 const MAX_LINE: usize = 16 << 20;
@@ -226,7 +226,7 @@ pub fn parse_message(msg: &[u8], source: &str) -> Result<Anchor, String> {
     let Some((canonical, hash, _mac)) = chain::split_line(record) else {
         return Err("the record has no hash and mac, or they are malformed".into());
     };
-    if crate::identity::hex(&chain::hash(&canonical)) != hash {
+    if crate::text::hex(&chain::hash(&canonical)) != hash {
         return Err("the record does not match its hash (changed on its way off the host?)".into());
     }
     let f: Fields<'_> =

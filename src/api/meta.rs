@@ -1,0 +1,45 @@
+//! `GET /v1/whoami` and `GET /v1/health`.
+
+use serde::Serialize;
+
+use crate::broker::{Exchange, Reply};
+use crate::error::ApiError;
+use crate::policy;
+use crate::policy::BotDef;
+
+use super::response::json;
+
+#[derive(Serialize)]
+struct Whoami<'a> {
+    bot: &'a str,
+    owner: &'a str,
+    team: &'a str,
+    purpose: &'a str,
+    secrets: Vec<&'a str>,
+    request_id: &'a str,
+}
+
+/// The calling bot as botward knows it: owner, team, purpose and grants.
+pub fn whoami(ex: &mut Exchange<'_>, bot: &BotDef) -> Result<Reply, ApiError> {
+    ex.decide(bot, policy::Request::Metadata)?;
+    let body = Whoami {
+        bot: &bot.name,
+        owner: &bot.owner,
+        team: &bot.team,
+        purpose: &bot.purpose,
+        secrets: bot.secrets.iter().map(String::as_str).collect(),
+        request_id: &ex.id,
+    };
+    Ok(Reply::Json(json(&body, 256)))
+}
+
+/// Whether Vault can be used and the state of the CRLs; bots learn nothing
+/// of the addresses behind it.
+pub async fn health(ex: &mut Exchange<'_>, bot: &BotDef) -> Result<Reply, ApiError> {
+    ex.decide(bot, policy::Request::Metadata)?;
+    let h = ex.health().await;
+    let vault = if h.vault_usable { "ok" } else { "unreachable" };
+    let body =
+        serde_json::json!({"status": "ok", "vault": vault, "crl": h.crl, "request_id": ex.id});
+    Ok(Reply::Json(json(&body, 256)))
+}

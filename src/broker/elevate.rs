@@ -1,0 +1,625 @@
+//! Elevation on the broker: a bot's request for a window, its status, the
+//! decisions that reach botward (from the Vault mailbox or a local POST),
+//! and the end of each window, which revokes every lease issued inside it
+//! and records every read made in it.
+
+use std::time::Duration;
+
+use jiff::Timestamp;
+use serde_json::{json, Value};
+use tracing::{info, warn};
+
+use super::{Exchange, Shared};
+use crate::audit::{Decision, Record};
+use crate::elevation::check::{self, Asked, Rejected};
+use crate::elevation::store::{Applied, Closed, Full, Request, Status, View};
+use crate::elevation::{Signed, Statement};
+use crate::error::{ApiError, Forbidden, NotFound, RateLimited};
+use crate::policy::{self, BotDef};
+
+/// Longest `reason` a bot may give.
+pub const MAX_REASON: usize = 512;
+/// Longest `ticket`.
+pub const MAX_TICKET: usize = 64;
+/// Longest `wait` of a status request.
+pub const MAX_WAIT: Duration = Duration::from_secs(300);
+
+/// What a bot asks for in `POST /v1/elevations`.
+pub struct Ask {
+    pub secret: String,
+    pub duration: Duration,
+    pub reason: String,
+    pub ticket: String,
+}
+
+/// Where a decision came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Via {
+    Mailbox,
+    Local,
+}
+
+impl Via {
+    fn as_str(self) -> &'static str {
+        match self {
+            Via::Mailbox => "mailbox",
+            Via::Local => "local",
+        }
+    }
+}
+
+impl Exchange<'_> {
+    /// Takes a bot's request for a window on a privileged secret it is
+    /// granted, posts it to the mailbox and notifies the webhook.
+    pub async fn request_elevation(&mut self, bot: &BotDef, ask: Ask) -> Result<View, ApiError> {
+        self.rec.secret = Some(ask.secret.clone());
+        self.decide(bot, policy::Request::Metadata)?;
+        let rt = self.rt;
+        let def = rt
+            .config
+            .secret(&ask.secret)
+            .filter(|_| bot.secrets.contains(&ask.secret))
+            .ok_or(ApiError::Forbidden(Forbidden::NotGranted))?;
+        let settings = match (&rt.config.elevation, def.privileged) {
+            (Some(e), true) => e,
+            _ => {
+                return Err(ApiError::BadRequest(format!(
+                    "secret {:?} is not privileged: read it directly, without elevation",
+                    ask.secret
+                )))
+            }
+        };
+        if ask.duration > settings.max_window {
+            return Err(ApiError::BadRequest(format!(
+                "duration is longer than elevation.max_window ({}s)",
+                settings.max_window.as_secs()
+            )));
+        }
+        let now = Timestamp::now();
+        let ttl = jiff::SignedDuration::try_from(settings.request_ttl).unwrap_or_default();
+        let request = Request {
+            id: elevation_id(),
+            bot: bot.name.clone(),
+            owner: bot.owner.clone(),
+            team: bot.team.clone(),
+            secret: ask.secret,
+            host: self.shared.audit.host().to_string(),
+            ticket: ask.ticket,
+            reason: ask.reason,
+            duration: ask.duration,
+            created: now,
+            expires: now + ttl,
+        };
+        let mut detail = json!({
+            "id": request.id, "duration_s": request.duration.as_secs(),
+            "ticket": request.ticket, "reason": request.reason,
+        });
+        self.shared
+            .elevations
+            .create(request.clone())
+            .map_err(|f| match f {
+                Full::Bot | Full::Store => ApiError::RateLimited(RateLimited::MaxElevations),
+            })?;
+        let doc = mailbox_doc(&request, Status::Pending, &[], None, def.approvals);
+        let path = format!("{}/requests/{}", settings.prefix, request.id);
+        if let Err(e) = rt.vault.kv_put(&settings.mount, &path, &doc).await {
+            // The request grants nothing by itself: it stays pending, and a
+            // decision can still come as a file.
+            warn!(error = %e, "Cannot post the elevation request to the Vault mailbox");
+            detail["mailbox"] = "unreachable".into();
+        }
+        if let Some(url) = &settings.webhook {
+            notify(url.clone(), webhook_body(&request, &doc));
+        }
+        self.rec.detail = Some(json!({ "elevation": detail }));
+        info!(bot = %request.bot, secret = %request.secret, id = %request.id, "Elevation requested");
+        self.shared
+            .elevations
+            .view(&request.id)
+            .ok_or(ApiError::NotFound(NotFound::NoElevation))
+    }
+
+    /// The status of one of the bot's own requests. With `wait`, holds
+    /// until the status changes or the wait ends.
+    pub async fn elevation_status(
+        &mut self,
+        bot: &BotDef,
+        id: &str,
+        wait: Option<Duration>,
+    ) -> Result<View, ApiError> {
+        self.decide(bot, policy::Request::Metadata)?;
+        let store = &self.shared.elevations;
+        let mut changes = store.subscribe();
+        let own = |v: Option<View>| {
+            v.filter(|v| v.request.bot == bot.name)
+                .ok_or(ApiError::NotFound(NotFound::NoElevation))
+        };
+        let first = own(store.view(id))?;
+        self.rec.secret = Some(first.request.secret.clone());
+        let Some(wait) = wait else {
+            return Ok(first);
+        };
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            match tokio::time::timeout_at(deadline, changes.changed()).await {
+                Ok(Ok(())) => {
+                    let now = own(store.view(id))?;
+                    if now.status != first.status || now.approvers != first.approvers {
+                        return Ok(now);
+                    }
+                }
+                _ => return own(store.view(id)),
+            }
+        }
+    }
+
+    /// A signed decision handed to botward locally: the signature counts,
+    /// not the channel, so any authenticated caller may bring it.
+    pub async fn submit_decision(
+        &mut self,
+        bot: &BotDef,
+        id: &str,
+        signed: Signed,
+    ) -> Result<View, ApiError> {
+        self.decide(bot, policy::Request::Metadata)?;
+        let view = self
+            .shared
+            .elevations
+            .view(id)
+            .ok_or(ApiError::NotFound(NotFound::NoElevation))?;
+        self.rec.secret = Some(view.request.secret.clone());
+        self.shared.elevations.first_sight(id, &signed.signature);
+        match self
+            .shared
+            .take_decision(&view.request, &signed, Via::Local)
+            .await
+        {
+            Ok((s, status)) => {
+                self.rec.kind = "elevation.decision";
+                self.rec.detail =
+                    Some(json!({"elevation": decision_detail(&s, Via::Local, status)}));
+            }
+            Err(r) => {
+                self.rec.kind = "elevation.rejected";
+                self.rec.detail = Some(json!({"elevation": rejected_detail(id, &signed, r)}));
+                return Err(ApiError::DecisionRejected(r.as_str()));
+            }
+        }
+        self.shared
+            .elevations
+            .view(id)
+            .ok_or(ApiError::NotFound(NotFound::NoElevation))
+    }
+}
+
+/// Why a decision is not applied, beyond the checks of [`check`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NotApplied {
+    Rejected(Rejected),
+    /// This approver was already counted.
+    Duplicate,
+    /// The request is no longer pending (or open, for a revocation).
+    NotPending,
+    /// The bot or secret is gone from the config.
+    Gone,
+}
+
+impl NotApplied {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotApplied::Rejected(r) => r.as_str(),
+            NotApplied::Duplicate => "duplicate_approver",
+            NotApplied::NotPending => "not_pending",
+            NotApplied::Gone => "no_longer_configured",
+        }
+    }
+}
+
+impl Shared {
+    /// Checks and applies one decision about `request`, and writes what it
+    /// caused: an opened window, a closed one. The decision's own record is
+    /// the caller's to write.
+    async fn take_decision(
+        &self,
+        request: &Request,
+        signed: &Signed,
+        via: Via,
+    ) -> Result<(Statement, Status), NotApplied> {
+        let rt = self.runtime();
+        let cfg = &rt.config;
+        let (Some(settings), Some(bot), Some(def)) = (
+            cfg.elevation.as_ref(),
+            cfg.bot(&request.bot),
+            cfg.secret(&request.secret),
+        ) else {
+            return Err(NotApplied::Gone);
+        };
+        let asked = Asked {
+            id: &request.id,
+            bot: &request.bot,
+            owner: &bot.owner,
+            team: &bot.team,
+            secret: &request.secret,
+            host: &request.host,
+            ticket: &request.ticket,
+            duration: request.duration,
+        };
+        let now = Timestamp::now();
+        let s = check::check(signed, &asked, &cfg.approvers, settings.max_window, now)
+            .map_err(NotApplied::Rejected)?;
+        let applied = self.elevations.apply(&request.id, &s, def.approvals, now);
+        let status = match applied {
+            Applied::Counted { status, opened } => {
+                if let Some(w) = opened {
+                    info!(id = %w.id, bot = %w.bot, secret = %w.secret, "Elevation window approved");
+                    let detail = json!({"id": w.id, "approvers": w.approvers,
+                        "not_before": w.not_before.to_string(), "not_after": w.not_after.to_string()});
+                    self.elevation_event("elevation.open", Decision::Allow, None, request, detail)
+                        .await;
+                }
+                status
+            }
+            Applied::Closed(c) => {
+                self.close_windows(vec![*c]).await;
+                Status::Revoked
+            }
+            Applied::Duplicate => return Err(NotApplied::Duplicate),
+            Applied::NotPending(_) => return Err(NotApplied::NotPending),
+            Applied::Unknown => return Err(NotApplied::Gone),
+        };
+        info!(id = %request.id, decision = s.decision.as_str(), approver = %s.approver, via = via.as_str(), "Elevation decision");
+        self.update_mailbox(&request.id).await;
+        Ok((s, status))
+    }
+
+    /// One pass of the elevation loop: windows whose time is up close,
+    /// requests nobody decided in time expire, and the mailbox is read for
+    /// the decisions of every live request.
+    pub async fn elevation_tick(&self) {
+        let (closed, expired) = self.elevations.due(Timestamp::now());
+        self.close_windows(closed).await;
+        for r in expired {
+            info!(id = %r.id, bot = %r.bot, "Elevation request expired undecided");
+            self.elevation_event(
+                "elevation.expired",
+                Decision::Deny,
+                Some("request_expired"),
+                &r,
+                json!({"id": r.id}),
+            )
+            .await;
+            self.update_mailbox(&r.id).await;
+        }
+        let rt = self.runtime();
+        let Some(settings) = rt.config.elevation.clone() else {
+            return;
+        };
+        for id in self.elevations.live() {
+            let dir = format!("{}/decisions/{id}", settings.prefix);
+            let keys = match rt.vault.kv_list(&settings.mount, &dir).await {
+                Ok(k) => k,
+                Err(e) => {
+                    tracing::debug!(error = %e, "Cannot read the elevation mailbox");
+                    return;
+                }
+            };
+            for key in keys.iter().filter(|k| !k.ends_with('/')).take(64) {
+                let doc = match rt
+                    .vault
+                    .kv_get(&settings.mount, &format!("{dir}/{key}"))
+                    .await
+                {
+                    Ok(Some(d)) => d,
+                    _ => continue,
+                };
+                self.mailbox_decision(&id, doc).await;
+            }
+        }
+    }
+
+    /// A decision document found in the mailbox under request `id`.
+    async fn mailbox_decision(&self, id: &str, doc: Value) {
+        let Some(view) = self.elevations.view(id) else {
+            return;
+        };
+        let signed: Option<Signed> = serde_json::from_value(doc).ok();
+        let Some(signed) = signed.filter(|s| s.signature.len() <= 2048) else {
+            return;
+        };
+        if !self.elevations.first_sight(id, &signed.signature) {
+            return;
+        }
+        match self
+            .take_decision(&view.request, &signed, Via::Mailbox)
+            .await
+        {
+            Ok((s, status)) => {
+                let detail = decision_detail(&s, Via::Mailbox, status);
+                self.elevation_event(
+                    "elevation.decision",
+                    Decision::Allow,
+                    None,
+                    &view.request,
+                    detail,
+                )
+                .await;
+            }
+            Err(r) => {
+                warn!(id, reason = r.as_str(), "Elevation decision rejected");
+                let detail = rejected_detail(id, &signed, r);
+                self.elevation_event(
+                    "elevation.rejected",
+                    Decision::Deny,
+                    Some(r.as_str()),
+                    &view.request,
+                    detail,
+                )
+                .await;
+            }
+        }
+    }
+
+    /// Ends windows: revokes every lease issued inside each, and records
+    /// each read of the window in its `elevation.close` record.
+    pub async fn close_windows(&self, closed: Vec<Closed>) {
+        for c in closed {
+            let mut revoked = 0;
+            for id in &c.leases {
+                if let Some(h) = self.leases.get(id) {
+                    if self.revoke_held(&h, "elevation_closed").await {
+                        revoked += 1;
+                    }
+                }
+            }
+            info!(id = %c.window.id, bot = %c.window.bot, why = c.why, revoked, "Elevation window closed");
+            let detail = json!({
+                "id": c.window.id, "approvers": c.window.approvers,
+                "not_before": c.window.not_before.to_string(), "not_after": c.window.not_after.to_string(),
+                "closed": c.why, "reads": c.reads, "reads_unlisted": c.reads_unlisted,
+                "leases_revoked": revoked,
+            });
+            self.elevation_event(
+                "elevation.close",
+                Decision::Allow,
+                Some(c.why),
+                &c.request,
+                detail,
+            )
+            .await;
+            self.update_mailbox(&c.request.id).await;
+        }
+    }
+
+    /// Closes every open window, as `why` (`shutdown`).
+    pub async fn close_all_elevations(&self, why: &'static str) {
+        let closed = self
+            .elevations
+            .close_where(why, Timestamp::now(), |_, _| true);
+        self.close_windows(closed).await;
+    }
+
+    /// Closes the windows that a reload from `old` to the current config
+    /// took the ground from: the bot, its grant, the secret's privileged
+    /// flag or `[elevation]` is gone, an approver it counted is gone, has a
+    /// new certificate or no longer covers the bot, the secret needs more
+    /// approvals, or the window is longer than `max_window` now. Pending
+    /// requests lose the approvals that no longer count.
+    pub async fn close_elevations_after_reload(&self, old: &crate::config::Config) {
+        let rt = self.runtime();
+        let new = &rt.config;
+        let same_cert = |name: &str| match (new.approvers.get(name), old.approvers.get(name)) {
+            (Some(a), Some(o)) => a.cert_der == o.cert_der,
+            _ => false,
+        };
+        let counts = |r: &Request, name: &str| {
+            same_cert(name)
+                && new.bot(&r.bot).is_some_and(|b| {
+                    new.approvers
+                        .get(name)
+                        .is_some_and(|a| a.covers(&b.team) && !a.owns(&b.owner))
+                })
+        };
+        self.elevations.forget_approvers(counts);
+        let now = Timestamp::now();
+        let closed = self
+            .elevations
+            .close_where("config_changed", now, |r, w| match w {
+                Some(w) => !window_holds(new, w) || !w.approvers.iter().all(|a| same_cert(a)),
+                None => !eligible(new, &r.bot, &r.secret),
+            });
+        self.close_windows(closed).await;
+        // Leases of a secret that just became privileged lose their
+        // standing access too.
+        let attached = self.elevations.window_leases();
+        for h in self.leases.all() {
+            let now_privileged = new.secret(&h.secret).is_some_and(|s| s.privileged)
+                && !old.secret(&h.secret).is_some_and(|s| s.privileged);
+            if now_privileged && !attached.contains(&h.id) {
+                self.revoke_held(&h, "now_privileged").await;
+            }
+        }
+    }
+
+    /// Writes the request's current state to the mailbox, so approvers
+    /// listing it see what botward sees.
+    async fn update_mailbox(&self, id: &str) {
+        let rt = self.runtime();
+        let (Some(settings), Some(v)) = (&rt.config.elevation, self.elevations.view(id)) else {
+            return;
+        };
+        let approvals = rt
+            .config
+            .secret(&v.request.secret)
+            .map_or(1, |s| s.approvals);
+        let doc = mailbox_doc(
+            &v.request,
+            v.status,
+            &v.approvers,
+            v.window.as_ref(),
+            approvals,
+        );
+        let path = format!("{}/requests/{id}", settings.prefix);
+        if let Err(e) = rt.vault.kv_put(&settings.mount, &path, &doc).await {
+            tracing::debug!(error = %e, "Cannot update the elevation mailbox");
+        }
+    }
+
+    /// A record of an elevation event outside any request.
+    async fn elevation_event(
+        &self,
+        kind: &'static str,
+        decision: Decision,
+        reason: Option<&str>,
+        request: &Request,
+        detail: Value,
+    ) {
+        let mut rec = Record::new(kind, crate::audit::request_id(), self.audit.host());
+        rec.decision = decision;
+        rec.status = 200;
+        rec.reason = reason.map(str::to_owned);
+        rec.bot = Some(request.bot.clone());
+        rec.secret = Some(request.secret.clone());
+        rec.detail = Some(json!({ "elevation": detail }));
+        if self.audit.write(rec).await.is_err() {
+            warn!(kind, "Cannot write audit record");
+        }
+    }
+}
+
+/// Whether `bot` may still be elevated to `secret` under `cfg`.
+fn eligible(cfg: &crate::config::Config, bot: &str, secret: &str) -> bool {
+    cfg.elevation.is_some()
+        && cfg.bot(bot).is_some_and(|b| b.secrets.contains(secret))
+        && cfg.secret(secret).is_some_and(|s| s.privileged)
+}
+
+/// Whether window `w` still stands under `cfg`: the bot is still eligible,
+/// each approver it counted is still configured, covers the bot's team and
+/// does not own it, there are as many as the secret needs, and the window
+/// is no longer than `max_window`.
+pub fn window_holds(cfg: &crate::config::Config, w: &policy::Window) -> bool {
+    let (Some(e), Some(bot), Some(def)) = (&cfg.elevation, cfg.bot(&w.bot), cfg.secret(&w.secret))
+    else {
+        return false;
+    };
+    let length = w.not_before.duration_until(w.not_after);
+    eligible(cfg, &w.bot, &w.secret)
+        && w.approvers.len() >= def.approvals
+        && w.approvers.iter().all(|a| {
+            cfg.approvers
+                .get(a)
+                .is_some_and(|a| a.covers(&bot.team) && !a.owns(&bot.owner))
+        })
+        && jiff::SignedDuration::try_from(e.max_window).is_ok_and(|m| length <= m)
+}
+
+/// The request as the mailbox, `elevation list` and the webhook show it.
+pub fn mailbox_doc(
+    r: &Request,
+    status: Status,
+    approvers: &[String],
+    window: Option<&policy::Window>,
+    approvals: usize,
+) -> Value {
+    let mut doc = json!({
+        "id": r.id, "status": status.as_str(), "bot": r.bot, "owner": r.owner, "team": r.team,
+        "secret": r.secret, "host": r.host, "reason": r.reason, "ticket": r.ticket,
+        "duration_s": r.duration.as_secs(), "created": r.created.to_string(),
+        "expires": r.expires.to_string(), "approvals": approvals, "approvers": approvers,
+    });
+    if let Some(w) = window {
+        doc["not_before"] = w.not_before.to_string().into();
+        doc["not_after"] = w.not_after.to_string().into();
+    }
+    doc
+}
+
+fn decision_detail(s: &Statement, via: Via, status: Status) -> Value {
+    let mut d = json!({"id": s.request, "decision": s.decision.as_str(), "approver": s.approver,
+        "via": via.as_str(), "status": status.as_str()});
+    if let (Some(from), Some(until)) = (s.not_before, s.not_after) {
+        d["not_before"] = from.to_string().into();
+        d["not_after"] = until.to_string().into();
+    }
+    d
+}
+
+fn rejected_detail(id: &str, signed: &Signed, r: NotApplied) -> Value {
+    let claimed = check::claimed_approver(signed).map(|a| crate::audit::truncate(&a, 128));
+    let mut d = json!({"id": id, "approver": claimed});
+    if let NotApplied::Rejected(r) = r {
+        if let Some(f) = r.field() {
+            d["field"] = f.into();
+        }
+    }
+    d
+}
+
+/// A new elevation ID: 128 random bits, hex.
+fn elevation_id() -> String {
+    let mut b = [0u8; 16];
+    if ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b).is_err() {
+        // request_id() draws from the same generator and panics the same
+        // way; without randomness nothing here is safe.
+        panic!("the system random generator failed");
+    }
+    crate::text::hex(&b)
+}
+
+/// The webhook's JSON: a `text` line chat tools show as is, with the
+/// request beside it. What the bot wrote is escaped for chat markup, so a
+/// reason cannot mention a channel or forge a link.
+fn webhook_body(r: &Request, doc: &Value) -> Value {
+    let chat = |s: &str| {
+        crate::audit::truncate(s, 256)
+            .replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+    };
+    let text = format!(
+        "botward: {} (owner {}, team {}) on {} asks for {} for {} min, ticket {}: {}. Decide with: botward elevation approve {} (or deny)",
+        r.bot,
+        chat(&r.owner),
+        chat(&r.team),
+        chat(&r.host),
+        r.secret,
+        r.duration.as_secs().div_ceil(60),
+        chat(&r.ticket),
+        chat(&r.reason),
+        r.id
+    );
+    json!({"text": text, "elevation": doc})
+}
+
+/// Posts `body` to the webhook without waiting.
+fn notify(url: String, body: Value) {
+    static HTTP: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
+    let http = HTTP
+        .get_or_init(|| {
+            reqwest::Client::builder()
+                .no_proxy()
+                .timeout(Duration::from_secs(5))
+                .build()
+                .unwrap_or_default()
+        })
+        .clone();
+    tokio::spawn(async move {
+        let sent = http
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(serde_json::to_vec(&body).unwrap_or_default())
+            .send()
+            .await;
+        match sent {
+            Ok(r) if !r.status().is_success() => {
+                warn!(
+                    status = r.status().as_u16(),
+                    "Elevation webhook refused the notification"
+                );
+            }
+            // The URL may carry a token: leave it out.
+            Err(e) => warn!(error = %e.without_url(), "Elevation webhook failed"),
+            Ok(_) => {}
+        }
+    });
+}

@@ -156,7 +156,11 @@ impl App {
         tasks.spawn(tasks::reload_on_signal(shared.clone()));
         tasks.spawn(tasks::watch_files(shared.clone(), Duration::from_secs(2)));
         tasks.spawn(tasks::reap_leases(shared.clone(), Duration::from_secs(1)));
-        tasks.spawn(tasks::elevations(shared.clone()));
+        tasks.spawn(tasks::elevation_windows(
+            shared.clone(),
+            Duration::from_secs(1),
+        ));
+        tasks.spawn(tasks::elevation_mailbox(shared.clone()));
         if let Some(s) = scorer.clone() {
             tasks.spawn(tasks::save_baselines(s, Duration::from_secs(60)));
         }

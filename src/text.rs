@@ -71,6 +71,27 @@ impl fmt::Write for EscapingWriter<'_, '_> {
     }
 }
 
+/// Whether `s` reads as what it is: none of the characters [`escape`]
+/// shows as escapes, and none of the invisible ones (zero-width spaces and
+/// joiners, word joiners, invisible operators, the soft hyphen, the byte
+/// order mark, the Mongolian vowel separator, the tag characters) that
+/// make two different strings look the same. For free text a person will
+/// read and act on, such as an elevation request's reason.
+pub fn is_plain(s: &str) -> bool {
+    !s.chars().any(|c| {
+        needs_escape(c)
+            || matches!(
+                c,
+                '\u{00ad}'
+                    | '\u{180e}'
+                    | '\u{200b}'..='\u{200d}'
+                    | '\u{2060}'..='\u{2064}'
+                    | '\u{feff}'
+                    | '\u{e0000}'..='\u{e007f}'
+            )
+    })
+}
+
 fn needs_escape(c: char) -> bool {
     c.is_control()
         || matches!(
@@ -114,6 +135,25 @@ pub fn hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn invisible_and_reordering_characters_are_not_plain() {
+        assert!(is_plain("month end close, CHG-1234 (Zürich)"));
+        for c in [
+            '\n',
+            '\u{1b}',
+            '\u{202e}',
+            '\u{2066}',
+            '\u{200b}',
+            '\u{200d}',
+            '\u{2060}',
+            '\u{feff}',
+            '\u{ad}',
+            '\u{e0041}',
+        ] {
+            assert!(!is_plain(&format!("pay{c}ment")), "{:x}", c as u32);
+        }
+    }
 
     #[test]
     fn plain_text_is_borrowed_unchanged() {

@@ -386,10 +386,35 @@ fn two_approvals_need_two_distinct_approvers() {
         false,
     ));
     let id = ask(&h, &b, "sap-admin", "15m");
+    // Entries nobody should write, sorted before the approvers' own and
+    // more than a pass reads besides them: they hide no decision.
+    for i in 0..70 {
+        h.bao
+            .kv_put(
+                &format!("botward/elevations/decisions/{id}/aaa-{i:03}"),
+                &[("junk", "x")],
+            )
+            .unwrap();
+    }
     assert_eq!(decide(&h, "approve", &id, &lead, &[]).0, 0);
     wait_for_record(&h.audit_path(), Duration::from_secs(30), |r| {
         r["kind"] == "elevation.decision" && r["detail"]["elevation"]["id"] == id.as_str()
     });
+    let junk_rejected = || {
+        reason_of(&h, &id)
+            .iter()
+            .filter(|r| r["kind"] == "elevation.rejected" && r["reason"] == "malformed_decision")
+            .count()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while junk_rejected() < 8 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        junk_rejected(),
+        8,
+        "8 other entries a pass, each recorded once"
+    );
     let v = status(&h, &b, &id, "");
     assert_eq!(v["status"], "pending", "one of two approvals: {v}");
     assert_eq!(read(&h, &b, "sap-admin").0, 403);
@@ -449,6 +474,23 @@ fn two_approvals_need_two_distinct_approvers() {
     });
     assert_eq!(close["detail"]["elevation"]["closed"], "config_changed");
     assert_eq!(read(&h, &b, "sap-admin").0, 403);
+    // Every pass since read the same entries again, and none of them was
+    // recorded twice.
+    assert_eq!(junk_rejected(), 8);
+
+    // Shutdown ends a request still pending, on the record.
+    let pending = ask(&h, &b, "sap-admin", "15m");
+    let mut b = b;
+    b.signal(libc::SIGTERM);
+    assert_eq!(b.wait(Duration::from_secs(60)), Some(0));
+    let cancelled: Vec<Value> = reason_of(&h, &pending)
+        .into_iter()
+        .filter(|r| r["kind"] == "elevation.cancelled")
+        .collect();
+    assert_eq!(cancelled.len(), 1, "{cancelled:?}");
+    assert_eq!(cancelled[0]["reason"], "shutdown");
+    assert_eq!(cancelled[0]["status"], 0);
+    assert_eq!(cancelled[0]["bot"], "invoice-bot");
 }
 
 #[test]

@@ -76,12 +76,9 @@ fn parse_ask(body: &[u8]) -> Result<Ask, ApiError> {
         .ok_or_else(|| bad("duration must be a duration such as \"15m\""))?;
     let reason = raw.reason.unwrap_or_default();
     let reason = reason.trim();
-    if reason.is_empty()
-        || reason.chars().count() > MAX_REASON
-        || reason.chars().any(char::is_control)
-    {
+    if reason.is_empty() || reason.chars().count() > MAX_REASON || !crate::text::is_plain(reason) {
         return Err(bad(
-            "reason must be 1-512 characters of text, without control characters",
+            "reason must be 1-512 characters of text, without control, bidirectional or invisible characters",
         ));
     }
     let ticket = raw.ticket.unwrap_or_default();
@@ -138,6 +135,8 @@ mod tests {
             br#"{"secret":"sap-admin","duration":"soon","reason":"x","ticket":"CHG-1"}"#,
             br#"{"secret":"../x","duration":"15m","reason":"x","ticket":"CHG-1"}"#,
             br#"{"secret":"sap-admin","duration":"15m","reason":"a\nb","ticket":"CHG-1"}"#,
+            "{\"secret\":\"sap-admin\",\"duration\":\"15m\",\"reason\":\"pay \u{202e}kcab\",\"ticket\":\"CHG-1\"}".as_bytes(),
+            "{\"secret\":\"sap-admin\",\"duration\":\"15m\",\"reason\":\"ok\u{200b}\",\"ticket\":\"CHG-1\"}".as_bytes(),
             br#"{"secret":"sap-admin","duration":"15m","reason":"x","ticket":"CHG 1"}"#,
             br#"{"secret":"sap-admin","duration":"15m","reason":"x","ticket":"CHG-1","extra":1}"#,
             b"not json",

@@ -35,10 +35,19 @@ pub async fn reap_leases(shared: Arc<Shared>, every: std::time::Duration) {
     }
 }
 
-/// Runs the elevation loop every `elevation.poll_interval` (each second
-/// when elevation is not configured, so that a reload that adds it is
-/// honoured).
-pub async fn elevations(shared: Arc<Shared>) {
+/// Closes elevation windows whose time is up and expires undecided
+/// requests, every `every`.
+pub async fn elevation_windows(shared: Arc<Shared>, every: std::time::Duration) {
+    loop {
+        tokio::time::sleep(every).await;
+        shared.elevation_due().await;
+    }
+}
+
+/// Reads the elevation mailbox every `elevation.poll_interval` (checking
+/// each second when elevation is not configured, so that a reload that
+/// adds it is honoured).
+pub async fn elevation_mailbox(shared: Arc<Shared>) {
     loop {
         let every = shared
             .runtime()
@@ -47,7 +56,7 @@ pub async fn elevations(shared: Arc<Shared>) {
             .as_ref()
             .map_or(std::time::Duration::from_secs(1), |e| e.poll_interval);
         tokio::time::sleep(every).await;
-        shared.elevation_tick().await;
+        shared.poll_mailbox().await;
     }
 }
 

@@ -6,7 +6,8 @@
 //! `elevation.rejected` for a decision that failed a check); the window
 //! opens once enough distinct approvers agreed (`elevation.open`) and its
 //! `elevation.close` lists the reads made inside it. A request nobody
-//! decided ends in `elevation.expired`.
+//! decided ends in `elevation.expired`, one a reload or shutdown ended in
+//! `elevation.cancelled`.
 
 use serde::Serialize;
 use serde_json::Value;
@@ -14,12 +15,13 @@ use serde_json::Value;
 /// The elevation kinds that record what the server or an approver did, not
 /// a request of the bot they name: they are counted, never scored or shown
 /// as the bot's requests.
-pub const EVENT_KINDS: [&str; 5] = [
+pub const EVENT_KINDS: [&str; 6] = [
     "elevation.decision",
     "elevation.rejected",
     "elevation.open",
     "elevation.close",
     "elevation.expired",
+    "elevation.cancelled",
 ];
 
 /// One bot's elevations.

@@ -168,7 +168,6 @@ impl Exchange<'_> {
             .view(id)
             .ok_or(ApiError::NotFound(NotFound::NoElevation))?;
         self.rec.secret = Some(view.request.secret.clone());
-        self.shared.elevations.first_sight(id, &signed.signature);
         match self
             .shared
             .take_decision(&view.request, &signed, Via::Local)
@@ -202,6 +201,11 @@ pub enum NotApplied {
     NotPending,
     /// The bot or secret is gone from the config.
     Gone,
+    /// The approval's window shares no time ahead with those counted.
+    NoCommonWindow,
+    /// The window's `elevation.open` record could not be written, so it
+    /// was closed at once.
+    AuditUnavailable,
 }
 
 impl NotApplied {
@@ -211,6 +215,8 @@ impl NotApplied {
             NotApplied::Duplicate => "duplicate_approver",
             NotApplied::NotPending => "not_pending",
             NotApplied::Gone => "no_longer_configured",
+            NotApplied::NoCommonWindow => "no_common_window",
+            NotApplied::AuditUnavailable => "audit_unavailable",
         }
     }
 }
@@ -243,6 +249,7 @@ impl Shared {
             host: &request.host,
             ticket: &request.ticket,
             duration: request.duration,
+            expires: request.expires,
         };
         let now = Timestamp::now();
         let s = check::check(signed, &asked, &cfg.approvers, settings.max_window, now)
@@ -254,8 +261,22 @@ impl Shared {
                     info!(id = %w.id, bot = %w.bot, secret = %w.secret, "Elevation window approved");
                     let detail = json!({"id": w.id, "approvers": w.approvers,
                         "not_before": w.not_before.to_string(), "not_after": w.not_after.to_string()});
-                    self.elevation_event("elevation.open", Decision::Allow, None, request, detail)
+                    let recorded = self
+                        .elevation_event("elevation.open", Decision::Allow, None, request, detail)
                         .await;
+                    if !recorded {
+                        // No window opens without its evidence: close it
+                        // before any read can use it.
+                        let id = request.id.as_str();
+                        let (closed, _) = self.elevations.close_where(
+                            "audit_unavailable",
+                            Timestamp::now(),
+                            |r, _| r.id == id,
+                        );
+                        self.close_windows(closed).await;
+                        self.update_mailbox(&request.id).await;
+                        return Err(NotApplied::AuditUnavailable);
+                    }
                 }
                 status
             }
@@ -264,6 +285,7 @@ impl Shared {
                 Status::Revoked
             }
             Applied::Duplicate => return Err(NotApplied::Duplicate),
+            Applied::NoCommonWindow => return Err(NotApplied::NoCommonWindow),
             Applied::NotPending(_) => return Err(NotApplied::NotPending),
             Applied::Unknown => return Err(NotApplied::Gone),
         };
@@ -272,10 +294,10 @@ impl Shared {
         Ok((s, status))
     }
 
-    /// One pass of the elevation loop: windows whose time is up close,
-    /// requests nobody decided in time expire, and the mailbox is read for
-    /// the decisions of every live request.
-    pub async fn elevation_tick(&self) {
+    /// Windows whose time is up close, and requests nobody decided in time
+    /// expire. Runs on its own timer, so a slow mailbox never holds a
+    /// window open.
+    pub async fn elevation_due(&self) {
         let (closed, expired) = self.elevations.due(Timestamp::now());
         self.close_windows(closed).await;
         for r in expired {
@@ -290,6 +312,15 @@ impl Shared {
             .await;
             self.update_mailbox(&r.id).await;
         }
+    }
+
+    /// One pass over the mailbox: the decisions of every live request.
+    /// Under each request, the entries named after a configured approver
+    /// are read first, then at most [`MAX_OTHER_ENTRIES`] others (recorded
+    /// as rejections), so entries nobody should have written cannot hide
+    /// a real decision. A request whose entries cannot be read is retried
+    /// on the next pass; the others go on.
+    pub async fn poll_mailbox(&self) {
         let rt = self.runtime();
         let Some(settings) = rt.config.elevation.clone() else {
             return;
@@ -299,36 +330,53 @@ impl Shared {
             let keys = match rt.vault.kv_list(&settings.mount, &dir).await {
                 Ok(k) => k,
                 Err(e) => {
-                    tracing::debug!(error = %e, "Cannot read the elevation mailbox");
-                    return;
+                    tracing::debug!(error = %e, id, "Cannot list the elevation mailbox");
+                    continue;
                 }
             };
-            for key in keys.iter().filter(|k| !k.ends_with('/')).take(64) {
+            for key in mailbox_entries(&keys, &rt.config.approvers) {
                 let doc = match rt
                     .vault
                     .kv_get(&settings.mount, &format!("{dir}/{key}"))
                     .await
                 {
                     Ok(Some(d)) => d,
-                    _ => continue,
+                    Ok(None) => continue,
+                    Err(e) => {
+                        tracing::debug!(error = %e, id, "Cannot read an elevation decision");
+                        continue;
+                    }
                 };
-                self.mailbox_decision(&id, doc).await;
+                self.mailbox_decision(&id, key, doc).await;
             }
         }
     }
 
     /// A decision document found in the mailbox under request `id`.
-    async fn mailbox_decision(&self, id: &str, doc: Value) {
+    async fn mailbox_decision(&self, id: &str, key: &str, doc: Value) {
         let Some(view) = self.elevations.view(id) else {
             return;
         };
-        let signed: Option<Signed> = serde_json::from_value(doc).ok();
-        let Some(signed) = signed.filter(|s| s.signature.len() <= 2048) else {
-            return;
-        };
-        if !self.elevations.first_sight(id, &signed.signature) {
+        let digest = ring::digest::digest(&ring::digest::SHA256, doc.to_string().as_bytes());
+        let mut d = [0u8; 32];
+        d.copy_from_slice(digest.as_ref());
+        if !self.elevations.first_sight(id, key, d) {
             return;
         }
+        let signed: Option<Signed> = serde_json::from_value(doc).ok();
+        let Some(signed) = signed.filter(|s| s.signature.len() <= 2048) else {
+            warn!(id, "Elevation mailbox entry is not a signed decision");
+            let detail = json!({"id": id, "approver": crate::audit::truncate(key, 128)});
+            self.elevation_event(
+                "elevation.rejected",
+                Decision::Deny,
+                Some(crate::elevation::statement::Unverified::Malformed.as_str()),
+                &view.request,
+                detail,
+            )
+            .await;
+            return;
+        };
         match self
             .take_decision(&view.request, &signed, Via::Mailbox)
             .await
@@ -392,10 +440,27 @@ impl Shared {
 
     /// Closes every open window, as `why` (`shutdown`).
     pub async fn close_all_elevations(&self, why: &'static str) {
-        let closed = self
+        let (closed, cancelled) = self
             .elevations
             .close_where(why, Timestamp::now(), |_, _| true);
         self.close_windows(closed).await;
+        self.cancel_requests(cancelled, why).await;
+    }
+
+    /// Records pending requests that `why` ended before anyone decided.
+    async fn cancel_requests(&self, cancelled: Vec<Request>, why: &'static str) {
+        for r in cancelled {
+            info!(id = %r.id, bot = %r.bot, why, "Elevation request cancelled");
+            self.elevation_event(
+                "elevation.cancelled",
+                Decision::Deny,
+                Some(why),
+                &r,
+                json!({"id": r.id}),
+            )
+            .await;
+            self.update_mailbox(&r.id).await;
+        }
     }
 
     /// Closes the windows that a reload from `old` to the current config
@@ -421,13 +486,14 @@ impl Shared {
         };
         self.elevations.forget_approvers(counts);
         let now = Timestamp::now();
-        let closed = self
-            .elevations
-            .close_where("config_changed", now, |r, w| match w {
-                Some(w) => !window_holds(new, w) || !w.approvers.iter().all(|a| same_cert(a)),
-                None => !eligible(new, &r.bot, &r.secret),
-            });
+        let (closed, cancelled) =
+            self.elevations
+                .close_where("config_changed", now, |r, w| match w {
+                    Some(w) => !window_holds(new, w) || !w.approvers.iter().all(|a| same_cert(a)),
+                    None => !eligible(new, &r.bot, &r.secret),
+                });
         self.close_windows(closed).await;
+        self.cancel_requests(cancelled, "config_changed").await;
         // Leases of a secret that just became privileged lose their
         // standing access too.
         let attached = self.elevations.window_leases();
@@ -464,7 +530,8 @@ impl Shared {
         }
     }
 
-    /// A record of an elevation event outside any request.
+    /// A record of an elevation event outside any request; false when it
+    /// could not be written.
     async fn elevation_event(
         &self,
         kind: &'static str,
@@ -472,18 +539,38 @@ impl Shared {
         reason: Option<&str>,
         request: &Request,
         detail: Value,
-    ) {
+    ) -> bool {
         let mut rec = Record::new(kind, crate::audit::request_id(), self.audit.host());
         rec.decision = decision;
-        rec.status = 200;
+        // No HTTP exchange carried it.
+        rec.status = 0;
         rec.reason = reason.map(str::to_owned);
         rec.bot = Some(request.bot.clone());
         rec.secret = Some(request.secret.clone());
         rec.detail = Some(json!({ "elevation": detail }));
         if self.audit.write(rec).await.is_err() {
             warn!(kind, "Cannot write audit record");
+            return false;
         }
+        true
     }
+}
+
+/// Mailbox entries read per request beyond those of configured approvers.
+pub const MAX_OTHER_ENTRIES: usize = 8;
+
+/// The entries of one request's mailbox directory to read, in order: those
+/// named after a configured approver, then a few others.
+fn mailbox_entries<'k>(
+    keys: &'k [String],
+    approvers: &'k std::collections::BTreeMap<String, policy::ApproverDef>,
+) -> impl Iterator<Item = &'k str> {
+    let files = keys.iter().filter(|k| !k.ends_with('/'));
+    let named = files.clone().filter(|k| approvers.contains_key(k.as_str()));
+    let others = files
+        .filter(|k| !approvers.contains_key(k.as_str()))
+        .take(MAX_OTHER_ENTRIES);
+    named.chain(others).map(String::as_str)
 }
 
 /// Whether `bot` may still be elevated to `secret` under `cfg`.
@@ -567,28 +654,39 @@ fn elevation_id() -> String {
 }
 
 /// The webhook's JSON: a `text` line chat tools show as is, with the
-/// request beside it. What the bot wrote is escaped for chat markup, so a
-/// reason cannot mention a channel or forge a link.
+/// request beside it. Each field from the request is shown as inline code,
+/// with `&`, `<` and `>` as entities: neither Slack's markup nor Markdown
+/// makes a mention, a link or formatting inside it, so a reason cannot
+/// ping a channel, forge a link or pass itself off as botward's own words.
 fn webhook_body(r: &Request, doc: &Value) -> Value {
-    let chat = |s: &str| {
-        crate::audit::truncate(s, 256)
-            .replace('&', "&amp;")
-            .replace('<', "&lt;")
-            .replace('>', "&gt;")
-    };
     let text = format!(
         "botward: {} (owner {}, team {}) on {} asks for {} for {} min, ticket {}: {}. Decide with: botward elevation approve {} (or deny)",
-        r.bot,
+        chat(&r.bot),
         chat(&r.owner),
         chat(&r.team),
         chat(&r.host),
-        r.secret,
+        chat(&r.secret),
         r.duration.as_secs().div_ceil(60),
         chat(&r.ticket),
         chat(&r.reason),
         r.id
     );
     json!({"text": text, "elevation": doc})
+}
+
+/// `s` as an inline code span for chat: at most 256 characters, on one
+/// line, no backtick of its own.
+fn chat(s: &str) -> String {
+    let s = crate::audit::truncate(s, 256)
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('`', "'")
+        .replace(['\r', '\n'], " ");
+    if s.trim().is_empty() {
+        return "-".to_owned();
+    }
+    format!("`{s}`")
 }
 
 /// Posts `body` to the webhook without waiting.
@@ -622,4 +720,64 @@ fn notify(url: String, body: Value) {
             Ok(_) => {}
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_webhook_shows_what_the_bot_wrote_as_code() {
+        let r = Request {
+            id: "0123456789abcdef0123456789abcdef".into(),
+            bot: "invoice-bot".into(),
+            owner: "alice@corp.example".into(),
+            team: "finance-ops".into(),
+            secret: "sap-admin".into(),
+            host: "rpa-01".into(),
+            ticket: "CHG-1".into(),
+            reason: "<!channel> see [the runbook](https://evil.example) `rm` *now*".into(),
+            duration: Duration::from_secs(900),
+            created: Timestamp::UNIX_EPOCH,
+            expires: Timestamp::UNIX_EPOCH,
+        };
+        let body = webhook_body(&r, &json!({}));
+        let text = body["text"].as_str().unwrap();
+        assert!(
+            text.contains("`&lt;!channel&gt; see [the runbook](https://evil.example) 'rm' *now*`"),
+            "{text}"
+        );
+        assert!(!text.contains("<!channel>"));
+        assert!(text.contains("ticket `CHG-1`"), "{text}");
+        assert!(text.contains("for 15 min"), "{text}");
+        // The reason's code span is closed where botward closed it: the one
+        // backtick pair per field, and nothing of the reason after it.
+        let reason_at = text.find("`&lt;!channel").unwrap();
+        let close = text[reason_at + 1..].find('`').unwrap() + reason_at + 1;
+        assert!(text[close..].starts_with("`. Decide with:"), "{text}");
+        assert_eq!(chat("  "), "-");
+    }
+
+    #[test]
+    fn approvers_entries_are_read_first_and_others_only_a_few() {
+        let def = |name: &str| policy::ApproverDef {
+            name: name.into(),
+            cert: "a.pem".into(),
+            cert_der: Vec::new(),
+            teams: ["*".to_owned()].into(),
+        };
+        let approvers: std::collections::BTreeMap<_, _> = ["lead@corp.example", "cfo@corp.example"]
+            .into_iter()
+            .map(|n| (n.to_owned(), def(n)))
+            .collect();
+        // Junk sorted before the real entries, and a folder.
+        let mut keys: Vec<String> = (0..100).map(|i| format!("aaa-{i:03}")).collect();
+        keys.push("sub/".into());
+        keys.push("cfo@corp.example".into());
+        keys.push("lead@corp.example".into());
+        let read: Vec<&str> = mailbox_entries(&keys, &approvers).collect();
+        assert_eq!(&read[..2], ["cfo@corp.example", "lead@corp.example"]);
+        assert_eq!(read.len(), 2 + MAX_OTHER_ENTRIES);
+        assert!(!read.contains(&"sub/"));
+    }
 }

@@ -269,6 +269,21 @@ fn name_from_cert(path: &Path) -> Result<String, Failure> {
     })
 }
 
+/// Whether `addr` is an `http://` address of a host other than this one.
+fn plain_http_off_host(addr: &str) -> bool {
+    let Ok(url) = reqwest::Url::parse(addr) else {
+        return false;
+    };
+    let host = url.host_str().unwrap_or_default();
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    url.scheme() == "http" && !loopback
+}
+
 /// The mailbox in Vault, reached with the approver's own token.
 struct Mailbox {
     http: reqwest::Client,
@@ -313,6 +328,12 @@ impl Mailbox {
         let http = b
             .build()
             .map_err(|_| Failure::Usage("cannot build the HTTP client".into()))?;
+        if plain_http_off_host(&addr) {
+            eprintln!(
+                "botward: warning: {} is plain http to another machine: the Vault token and the decision cross the network unencrypted; use https",
+                crate::text::escape(&addr)
+            );
+        }
         Ok(Mailbox {
             http,
             addr: addr.trim_end_matches('/').to_owned(),
@@ -414,4 +435,29 @@ fn token_file() -> Result<Zeroizing<String>, Failure> {
         )
     })?);
     Ok(Zeroizing::new(text.trim().to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::plain_http_off_host;
+
+    #[test]
+    fn plain_http_is_told_only_off_this_host() {
+        for off in [
+            "http://vault.corp.example:8200",
+            "http://10.0.0.5:8200",
+            "http://[2001:db8::1]:8200",
+        ] {
+            assert!(plain_http_off_host(off), "{off}");
+        }
+        for ok in [
+            "https://vault.corp.example:8200",
+            "http://127.0.0.1:8200",
+            "http://127.8.0.1:8200",
+            "http://localhost:8200",
+            "http://[::1]:8200",
+        ] {
+            assert!(!plain_http_off_host(ok), "{ok}");
+        }
+    }
 }

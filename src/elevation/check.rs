@@ -22,6 +22,8 @@ pub struct Asked<'a> {
     pub host: &'a str,
     pub ticket: &'a str,
     pub duration: Duration,
+    /// When the request expires undecided: no window may start later.
+    pub expires: Timestamp,
 }
 
 /// Why a decision does not count.
@@ -42,6 +44,11 @@ pub enum Rejected {
     WindowInvalid,
     /// The window has already ended.
     WindowOver,
+    /// The window starts after the request expires.
+    StartsTooLate,
+    /// The approver's certificate is not valid now (expired, or not yet
+    /// valid).
+    CertNotValid,
 }
 
 impl Rejected {
@@ -56,6 +63,8 @@ impl Rejected {
             Rejected::WindowTooLong => "window_too_long",
             Rejected::WindowInvalid => "window_invalid",
             Rejected::WindowOver => "window_over",
+            Rejected::StartsTooLate => "window_starts_too_late",
+            Rejected::CertNotValid => "approver_certificate_not_valid",
         }
     }
 
@@ -98,6 +107,9 @@ pub fn check(
     if s.approver != approver.name {
         return Err(Rejected::UnknownApprover);
     }
+    if !statement::cert_valid_at(&approver.cert_der, now) {
+        return Err(Rejected::CertNotValid);
+    }
     let same = [
         ("request", &s.request, asked.id),
         ("bot", &s.bot, asked.bot),
@@ -127,6 +139,9 @@ pub fn check(
             }
             if until <= now {
                 return Err(Rejected::WindowOver);
+            }
+            if from > asked.expires {
+                return Err(Rejected::StartsTooLate);
             }
         }
         (Verdict::Approve, _, _) => return Err(Rejected::WindowInvalid),
@@ -174,6 +189,7 @@ mod tests {
             host: "rpa-01",
             ticket: "CHG-1234",
             duration: Duration::from_secs(15 * 60),
+            expires: ts("2026-12-01T11:00:00Z"),
         }
     }
 
@@ -276,5 +292,50 @@ mod tests {
         deny.not_before = None;
         deny.not_after = None;
         assert_eq!(run(&deny, &lead.key), Ok(deny.clone()));
+        // A window that starts after the request expires undecided.
+        let mut later = good.clone();
+        later.not_before = Some(ts("2026-12-01T11:00:01Z"));
+        later.not_after = Some(ts("2026-12-01T11:05:00Z"));
+        assert_eq!(run(&later, &lead.key), Err(Rejected::StartsTooLate));
+    }
+
+    #[test]
+    fn an_approver_certificate_out_of_its_dates_counts_for_nothing() {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut params = rcgen::CertificateParams::new(vec![]).unwrap();
+        params.not_before = rcgen::date_time_ymd(2025, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2026, 6, 30);
+        let cert = params.self_signed(&key).unwrap();
+        let def = ApproverDef {
+            name: "finance-lead@corp.example".into(),
+            cert: "approver.pem".into(),
+            cert_der: cert.der().to_vec(),
+            teams: ["finance-ops".to_owned()].into(),
+        };
+        let approvers: BTreeMap<_, _> = [(def.name.clone(), def)].into();
+        let key = PrivateKeyDer::from_pem_slice(key.serialize_pem().as_bytes()).unwrap();
+        let signed = sign(&approval("finance-lead@corp.example", 10), &key).unwrap();
+        let max = Duration::from_secs(3600);
+        assert_eq!(
+            check(
+                &signed,
+                &asked(),
+                &approvers,
+                max,
+                ts("2026-12-01T10:01:00Z")
+            ),
+            Err(Rejected::CertNotValid)
+        );
+        // While the certificate was valid, the same decision counts.
+        assert_eq!(
+            check(
+                &signed,
+                &asked(),
+                &approvers,
+                max,
+                ts("2026-06-01T10:00:00Z")
+            ),
+            Ok(approval("finance-lead@corp.example", 10))
+        );
     }
 }

@@ -156,6 +156,16 @@ pub fn verify(signed: &Signed, cert_der: &[u8]) -> Result<Statement, Unverified>
     Ok(statement)
 }
 
+/// Whether the certificate `cert_der` is within its validity dates at
+/// `now`. An unreadable certificate is not.
+pub fn cert_valid_at(cert_der: &[u8], now: Timestamp) -> bool {
+    use x509_parser::prelude::{FromDer, X509Certificate};
+    X509Certificate::from_der(cert_der).is_ok_and(|(_, c)| {
+        let v = c.validity();
+        (v.not_before.timestamp()..=v.not_after.timestamp()).contains(&now.as_second())
+    })
+}
+
 /// Whether a certificate's key is one approvals can be verified with.
 pub fn supported_key(cert_der: &[u8]) -> Result<(), String> {
     use x509_parser::prelude::{FromDer, X509Certificate};

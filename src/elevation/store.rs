@@ -22,6 +22,8 @@ const MAX_ENTRIES: usize = 4096;
 const KEEP_ENDED: Duration = Duration::from_secs(3600);
 /// Reads listed per window; later reads are counted, not listed.
 const MAX_READS_LISTED: usize = 1000;
+/// Mailbox entries remembered per request (see [`Elevations::first_sight`]).
+pub const MAX_SEEN: usize = 64;
 
 /// What a bot asked for.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -110,6 +112,9 @@ pub enum Applied {
     NotPending(Status),
     /// A revocation ended an open window.
     Closed(Box<Closed>),
+    /// This approval's window does not overlap those already counted (or
+    /// what they share has ended): it is not counted.
+    NoCommonWindow,
     /// No such request.
     Unknown,
 }
@@ -122,9 +127,9 @@ struct Entry {
     reads: Vec<Read>,
     reads_unlisted: usize,
     leases: Vec<String>,
-    /// Signatures already handled, so the mailbox is not re-read into
-    /// records on every poll.
-    seen: HashSet<String>,
+    /// The digest of the document last handled under each mailbox entry,
+    /// so the mailbox is not re-read into records on every poll.
+    seen: HashMap<String, [u8; 32]>,
     ended: Option<Timestamp>,
 }
 
@@ -179,7 +184,7 @@ impl Elevations {
                 reads: Vec::new(),
                 reads_unlisted: 0,
                 leases: Vec::new(),
-                seen: HashSet::new(),
+                seen: HashMap::new(),
                 ended: None,
             },
         );
@@ -212,12 +217,29 @@ impl Elevations {
             .collect()
     }
 
-    /// Whether the decision with this signature is new for request `id`;
-    /// marks it seen.
-    pub fn first_sight(&self, id: &str, signature: &str) -> bool {
-        lock(&self.entries)
-            .get_mut(id)
-            .is_some_and(|e| e.seen.insert(signature.to_owned()))
+    /// Whether the mailbox entry `key` of request `id` holds a document
+    /// other than the one last handled there (`digest` is the document's);
+    /// marks it handled. At most [`MAX_SEEN`] entries are remembered per
+    /// request: past that, new entries are not taken, while those already
+    /// known still are when their content changes.
+    pub fn first_sight(&self, id: &str, key: &str, digest: [u8; 32]) -> bool {
+        let mut entries = lock(&self.entries);
+        let Some(e) = entries.get_mut(id) else {
+            return false;
+        };
+        let full = e.seen.len() >= MAX_SEEN;
+        match e.seen.get_mut(key) {
+            Some(last) if *last == digest => false,
+            Some(last) => {
+                *last = digest;
+                true
+            }
+            None if full => false,
+            None => {
+                e.seen.insert(key.to_owned(), digest);
+                true
+            }
+        }
     }
 
     /// Applies a verified statement for request `id`, which needs
@@ -228,7 +250,7 @@ impl Elevations {
             return Applied::Unknown;
         };
         let applied = match s.decision {
-            Verdict::Approve => e.approve(s, needed),
+            Verdict::Approve => e.approve(s, needed, now),
             Verdict::Deny if e.status == Status::Pending => {
                 e.end(Status::Denied, now);
                 Applied::Counted {
@@ -317,28 +339,32 @@ impl Elevations {
     }
 
     /// Closes every open window for which `ends` is true, as `why`.
-    /// Pending requests it is true for are revoked.
+    /// Pending requests it is true for are revoked, and returned second.
     pub fn close_where(
         &self,
         why: &'static str,
         now: Timestamp,
         ends: impl Fn(&Request, Option<&Window>) -> bool,
-    ) -> Vec<Closed> {
+    ) -> (Vec<Closed>, Vec<Request>) {
         let mut entries = lock(&self.entries);
         let mut closed = Vec::new();
+        let mut cancelled = Vec::new();
         for e in entries.values_mut() {
             if !ends(&e.request, e.window.as_ref()) {
                 continue;
             }
             match e.status {
                 Status::Approved => closed.extend(e.close(why, now)),
-                Status::Pending => e.end(Status::Revoked, now),
+                Status::Pending => {
+                    e.end(Status::Revoked, now);
+                    cancelled.push(e.request.clone());
+                }
                 _ => {}
             }
         }
         drop(entries);
         self.bump();
-        closed
+        (closed, cancelled)
     }
 
     /// Drops from pending requests the approvals `keep` no longer accepts.
@@ -373,32 +399,36 @@ impl Entry {
         }
     }
 
-    fn approve(&mut self, s: &Statement, needed: usize) -> Applied {
+    fn approve(&mut self, s: &Statement, needed: usize, now: Timestamp) -> Applied {
         if self.status != Status::Pending {
             return Applied::NotPending(self.status);
         }
-        let (Some(from), Some(until)) = (s.not_before, s.not_after) else {
+        let (Some(start), Some(end)) = (s.not_before, s.not_after) else {
             return Applied::NotPending(self.status);
         };
         if self.approvals.contains_key(&s.approver) {
             return Applied::Duplicate;
         }
-        self.approvals.insert(s.approver.clone(), (from, until));
+        // The window every counted approver agreed to, this one included:
+        // an approval that leaves no time in common does not count.
+        let from = self.approvals.values().map(|w| w.0).fold(start, Ord::max);
+        let until = self.approvals.values().map(|w| w.1).fold(end, Ord::min);
+        if until <= from || until <= now {
+            return Applied::NoCommonWindow;
+        }
+        self.approvals.insert(s.approver.clone(), (start, end));
         if self.approvals.len() < needed.max(1) {
             return Applied::Counted {
                 status: Status::Pending,
                 opened: None,
             };
         }
-        // The window every counted approver agreed to.
-        let from = self.approvals.values().map(|w| w.0).max().unwrap_or(from);
-        let until = self.approvals.values().map(|w| w.1).min().unwrap_or(until);
         let window = Window {
             id: self.request.id.clone(),
             bot: self.request.bot.clone(),
             secret: self.request.secret.clone(),
             not_before: from,
-            not_after: until.max(from),
+            not_after: until,
             approvers: self.approvals.keys().cloned().collect(),
         };
         self.status = Status::Approved;
@@ -635,11 +665,79 @@ mod tests {
         let now = ts(T0);
         let open = decision("a", "lead", Verdict::Approve, T0, "2026-12-01T10:30:00Z");
         s.apply("a", &open, 1, now);
-        let closed = s.close_where("config_changed", now, |_, w| {
+        let (closed, cancelled) = s.close_where("config_changed", now, |_, w| {
             w.is_some_and(|w| w.approvers.iter().any(|a| a == "lead"))
         });
         assert_eq!(closed.len(), 1);
+        assert!(cancelled.is_empty());
         assert_eq!(s.view("a").unwrap().status, Status::Revoked);
         assert_eq!(s.view("b").unwrap().status, Status::Pending);
+        // Pending requests it ends are handed back, to be recorded.
+        let (closed, cancelled) = s.close_where("shutdown", now, |_, _| true);
+        assert!(closed.is_empty());
+        assert_eq!(cancelled.len(), 1);
+        assert_eq!(cancelled[0].id, "b");
+        assert_eq!(s.view("b").unwrap().status, Status::Revoked);
+    }
+
+    #[test]
+    fn approvals_without_time_in_common_do_not_open_a_window() {
+        let s = Elevations::default();
+        s.create(request("a")).unwrap();
+        let now = ts(T0);
+        let early = decision("a", "lead", Verdict::Approve, T0, "2026-12-01T10:05:00Z");
+        assert!(matches!(
+            s.apply("a", &early, 2, now),
+            Applied::Counted {
+                status: Status::Pending,
+                ..
+            }
+        ));
+        let later = decision(
+            "a",
+            "cfo",
+            Verdict::Approve,
+            "2026-12-01T10:05:00Z",
+            "2026-12-01T10:20:00Z",
+        );
+        assert_eq!(s.apply("a", &later, 2, now), Applied::NoCommonWindow);
+        assert_eq!(s.view("a").unwrap().approvers, vec!["lead".to_owned()]);
+        // What two approvals share must still be ahead.
+        let overlapping = decision(
+            "a",
+            "cfo",
+            Verdict::Approve,
+            "2026-12-01T10:02:00Z",
+            "2026-12-01T10:20:00Z",
+        );
+        assert_eq!(
+            s.apply("a", &overlapping, 2, ts("2026-12-01T10:05:00Z")),
+            Applied::NoCommonWindow
+        );
+        let Applied::Counted {
+            opened: Some(w), ..
+        } = s.apply("a", &overlapping, 2, now)
+        else {
+            panic!("not opened")
+        };
+        assert_eq!(w.not_before, ts("2026-12-01T10:02:00Z"));
+        assert_eq!(w.not_after, ts("2026-12-01T10:05:00Z"));
+    }
+
+    #[test]
+    fn the_mailbox_is_remembered_by_entry_and_content() {
+        let s = Elevations::default();
+        s.create(request("a")).unwrap();
+        assert!(s.first_sight("a", "lead", [1; 32]));
+        assert!(!s.first_sight("a", "lead", [1; 32]));
+        // A new document under the same entry is taken.
+        assert!(s.first_sight("a", "lead", [2; 32]));
+        for i in 1..MAX_SEEN {
+            assert!(s.first_sight("a", &format!("junk-{i}"), [0; 32]));
+        }
+        assert!(!s.first_sight("a", "one-more", [0; 32]));
+        // Known entries still count when they change.
+        assert!(s.first_sight("a", "lead", [3; 32]));
+        assert!(!s.first_sight("unknown", "lead", [1; 32]));
     }
 }

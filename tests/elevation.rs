@@ -749,3 +749,102 @@ fn an_approval_file_works_with_vault_unreachable() {
     assert_eq!(last["detail"]["elevation"]["via"], "local");
     assert_eq!(last["detail"]["elevation"]["status"], "approved");
 }
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_window_whose_opening_cannot_be_recorded_does_not_open() {
+    let Some(h) = Harness::new("elev-audit-full") else {
+        return;
+    };
+    policy(&h);
+    let mnt = h.dir.join("small");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"])
+        .arg(&mnt)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        assert_ne!(
+            std::env::var("CI").as_deref(),
+            Ok("true"),
+            "mounting a small tmpfs needs root, which CI has"
+        );
+        eprintln!("SKIP elev-audit-full: cannot mount a tmpfs");
+        return;
+    }
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(mnt.clone());
+    let audit = mnt.join("audit.jsonl");
+    let lead = approver(&h, "finance-lead@corp.example");
+    let cfg = config(&h, &[(&lead, "\"finance-ops\"")], 1, None, false)
+        .replace(
+            &h.audit_path().display().to_string(),
+            &audit.display().to_string(),
+        )
+        .replace(
+            "[audit]\n",
+            &format!("[audit]\nstate_dir = \"{}/audit-state\"\n", h.dir.display()),
+        );
+    let b = h.start(&cfg);
+    let id = ask(&h, &b, "sap-admin", "15m");
+    // The disk fills up before the approval arrives.
+    let filler = mnt.join("filler");
+    let _ = Command::new("dd")
+        .args(["if=/dev/zero", "bs=1k"])
+        .arg(format!("of={}", filler.display()))
+        .stderr(std::process::Stdio::null())
+        .status();
+    // The log file's last page still has room: requests use it up until
+    // one is refused for want of its record.
+    let mut refused = false;
+    for _ in 0..500 {
+        let (code, v) = b.get_json(&h, &h.bot("invoice-bot"), &format!("/v1/elevations/{id}"));
+        if code == 503 {
+            assert_eq!(v["error"]["code"], "audit_unavailable", "{v}");
+            refused = true;
+            break;
+        }
+        assert_eq!(code, 200, "{v}");
+    }
+    assert!(refused, "the audit log never filled up");
+    assert_eq!(decide(&h, "approve", &id, &lead, &[]).0, 0);
+    // botward takes the approval, cannot record the window, and closes it:
+    // the mailbox shows it revoked.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mailbox_status = || {
+        h.bao
+            .cli(
+                &[
+                    "kv",
+                    "get",
+                    "-format=json",
+                    "-mount=secret",
+                    &format!("botward/elevations/requests/{id}"),
+                ],
+                None,
+            )
+            .ok()
+            .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+            .map(|v| v["data"]["data"]["status"].clone())
+    };
+    while mailbox_status() != Some(Value::from("revoked")) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(mailbox_status(), Some(Value::from("revoked")));
+    assert!(
+        b.log_text().contains("Cannot write audit record"),
+        "{}",
+        b.log_text()
+    );
+    // With room again, the secret stays closed: no window stands.
+    std::fs::remove_file(&filler).unwrap();
+    let (code, v) = read(&h, &b, "sap-admin");
+    assert_ne!(code, 200, "{v}");
+    assert!(!v.to_string().contains("sap-admin-pw"), "{v}");
+}

@@ -94,6 +94,7 @@ fn bot() -> BotDef {
         }],
         anomaly: AnomalyPolicy::default(),
         max_leases: botward::policy::DEFAULT_MAX_LEASES,
+        lifecycle: botward::policy::Lifecycle::default(),
     }
 }
 

@@ -161,6 +161,7 @@ impl App {
             Duration::from_secs(1),
         ));
         tasks.spawn(tasks::elevation_mailbox(shared.clone()));
+        tasks.spawn(tasks::lifecycle(shared.clone(), Duration::from_secs(5)));
         if let Some(s) = scorer.clone() {
             tasks.spawn(tasks::save_baselines(s, Duration::from_secs(60)));
         }

@@ -12,11 +12,13 @@ pub mod elevate;
 mod exchange;
 mod fetch;
 mod held;
+mod lifecycle;
 mod refused;
 mod reload;
 mod revoke;
 mod runtime;
 mod shared;
+mod standing;
 pub mod terms;
 
 pub use conn::Conn;

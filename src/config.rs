@@ -20,10 +20,10 @@ mod problem;
 mod raw;
 mod validate;
 
+pub use crate::policy::is_person_name;
 pub use duration::parse_duration;
 pub use model::{AnomalySettings, Config, ElevationSettings, Limits, Listen};
 pub use problem::{Problem, Problems};
-pub use validate::is_person_name;
 
 impl Config {
     /// Reads and validates a config file.

@@ -80,6 +80,9 @@ reasons! {
         RenewNotAllowed = "renew_not_allowed", "this lease may not be renewed; read the secret again for a new one";
         MaxUseReached = "max_use_reached", "this lease has reached its max_use; release it and read the secret again";
         ElevationRequired = "elevation_required", "this secret is privileged: it is readable only inside an approved elevation window; ask for one at POST /v1/elevations";
+        Disabled = "disabled", "this bot is disabled";
+        BotExpired = "bot_expired", "this bot is past its expires date and is treated as disabled";
+        ReviewOverdue = "review_overdue", "this bot is past its review_by date; its owner must review it before it is served again";
     }
 }
 

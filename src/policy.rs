@@ -11,6 +11,7 @@ use jiff::Timestamp;
 
 mod domain;
 mod elevation;
+mod lifecycle;
 mod names;
 mod schedule;
 
@@ -18,7 +19,8 @@ pub use domain::{
     AnomalyAction, AnomalyPolicy, BotDef, ProcessRule, SecretDef, SecretSource, DEFAULT_MAX_LEASES,
 };
 pub use elevation::{ApproverDef, Window};
-pub use names::{is_valid_name, MAX_NAME_LEN};
+pub use lifecycle::{Enforcement, Lifecycle, State};
+pub use names::{is_person_name, is_valid_name, MAX_NAME_LEN};
 pub use schedule::Schedule;
 
 /// What the server knows about the caller beyond its certificate.
@@ -71,6 +73,12 @@ pub enum DenyReason {
     ProcessMismatch,
     ProcessUnverifiable,
     ElevationRequired,
+    /// The bot is disabled.
+    Disabled,
+    /// The bot is past its `expires` date.
+    BotExpired,
+    /// The bot is past its `review_by` date, and overdue reviews deny.
+    ReviewOverdue,
 }
 
 /// Decides one request. `bot` is `None` when the certificate names no
@@ -79,6 +87,17 @@ pub fn decide(bot: Option<&BotDef>, request: Request<'_>, cx: &Context<'_>) -> D
     let Some(bot) = bot else {
         return Decision::Deny(DenyReason::UnknownBot);
     };
+    match bot.lifecycle.state(cx.now) {
+        State::Disabled => return Decision::Deny(DenyReason::Disabled),
+        State::Expired => return Decision::Deny(DenyReason::BotExpired),
+        // The bot may still ask who it is, and learn why.
+        State::ReviewOverdue
+            if bot.lifecycle.overdue == Enforcement::Deny && request != Request::Metadata =>
+        {
+            return Decision::Deny(DenyReason::ReviewOverdue)
+        }
+        State::ReviewOverdue | State::Active => {}
+    }
     if !bot.processes.is_empty() {
         if !cx.peer.verified {
             return Decision::Deny(DenyReason::ProcessUnverifiable);
@@ -138,6 +157,9 @@ impl DenyReason {
             DenyReason::ProcessMismatch => "process_mismatch",
             DenyReason::ProcessUnverifiable => "process_unverifiable",
             DenyReason::ElevationRequired => "elevation_required",
+            DenyReason::Disabled => "disabled",
+            DenyReason::BotExpired => "bot_expired",
+            DenyReason::ReviewOverdue => "review_overdue",
         }
     }
 }
@@ -166,6 +188,7 @@ mod tests {
             processes,
             anomaly: Default::default(),
             max_leases: DEFAULT_MAX_LEASES,
+            lifecycle: Lifecycle::default(),
         }
     }
 
@@ -536,5 +559,116 @@ mod tests {
             ),
             Decision::Deny(DenyReason::NotGranted)
         );
+    }
+
+    #[test]
+    fn lifecycle_states_refuse_before_anything_else() {
+        let peer = PeerFacts::default();
+        let now = ts("2027-03-10T12:00:00Z");
+        let with = |l: Lifecycle| BotDef {
+            lifecycle: l,
+            ..bot(&["erp-db"], None, vec![])
+        };
+        let day = |s: &str| Some(s.parse().unwrap());
+        let disabled = with(Lifecycle {
+            disabled: true,
+            ..Lifecycle::default()
+        });
+        let expired = with(Lifecycle {
+            expires: day("2027-03-01"),
+            ..Lifecycle::default()
+        });
+        let overdue_warn = with(Lifecycle {
+            review_by: day("2027-03-01"),
+            ..Lifecycle::default()
+        });
+        let overdue_deny = with(Lifecycle {
+            review_by: day("2027-03-01"),
+            overdue: Enforcement::Deny,
+            ..Lifecycle::default()
+        });
+        let not_yet = with(Lifecycle {
+            review_by: day("2027-03-10"),
+            expires: day("2027-03-10"),
+            overdue: Enforcement::Deny,
+            ..Lifecycle::default()
+        });
+        let deny = |r| Decision::Deny(r);
+        let kv = Request::Secret("erp-db");
+        check(vec![
+            (
+                "disabled",
+                Some(&disabled),
+                kv,
+                &peer,
+                now,
+                deny(DenyReason::Disabled),
+            ),
+            (
+                "disabled whoami",
+                Some(&disabled),
+                Request::Metadata,
+                &peer,
+                now,
+                deny(DenyReason::Disabled),
+            ),
+            (
+                "expired",
+                Some(&expired),
+                kv,
+                &peer,
+                now,
+                deny(DenyReason::BotExpired),
+            ),
+            (
+                "expired whoami",
+                Some(&expired),
+                Request::Metadata,
+                &peer,
+                now,
+                deny(DenyReason::BotExpired),
+            ),
+            (
+                "overdue, warn",
+                Some(&overdue_warn),
+                kv,
+                &peer,
+                now,
+                Decision::Allow,
+            ),
+            (
+                "overdue, deny",
+                Some(&overdue_deny),
+                kv,
+                &peer,
+                now,
+                deny(DenyReason::ReviewOverdue),
+            ),
+            (
+                "overdue, deny, whoami",
+                Some(&overdue_deny),
+                Request::Metadata,
+                &peer,
+                now,
+                Decision::Allow,
+            ),
+            (
+                "on the day itself",
+                Some(&not_yet),
+                kv,
+                &peer,
+                now,
+                Decision::Allow,
+            ),
+            // Disabled outranks a grant it lacks.
+            (
+                "disabled, not granted",
+                Some(&disabled),
+                Request::Secret("sftp"),
+                &peer,
+                now,
+                deny(DenyReason::Disabled),
+            ),
+        ]);
     }
 }

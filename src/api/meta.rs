@@ -16,10 +16,15 @@ struct Whoami<'a> {
     team: &'a str,
     purpose: &'a str,
     secrets: Vec<&'a str>,
+    /// `active` or `review_overdue`: a bot in any other state is refused.
+    state: &'static str,
+    review_by: Option<String>,
+    expires: Option<String>,
     request_id: &'a str,
 }
 
-/// The calling bot as botward knows it: owner, team, purpose and grants.
+/// The calling bot as botward knows it: owner, team, purpose, grants and
+/// where it is in its lifecycle.
 pub fn whoami(ex: &mut Exchange<'_>, bot: &BotDef) -> Result<Reply, ApiError> {
     ex.decide(bot, policy::Request::Metadata)?;
     let body = Whoami {
@@ -28,6 +33,9 @@ pub fn whoami(ex: &mut Exchange<'_>, bot: &BotDef) -> Result<Reply, ApiError> {
         team: &bot.team,
         purpose: &bot.purpose,
         secrets: bot.secrets.iter().map(String::as_str).collect(),
+        state: bot.lifecycle.state(jiff::Timestamp::now()).as_str(),
+        review_by: bot.lifecycle.review_by.map(|d| d.to_string()),
+        expires: bot.lifecycle.expires.map(|d| d.to_string()),
         request_id: &ex.id,
     };
     Ok(Reply::Json(json(&body, 256)))

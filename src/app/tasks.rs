@@ -35,6 +35,16 @@ pub async fn reap_leases(shared: Arc<Shared>, every: std::time::Duration) {
     }
 }
 
+/// Records bots' lifecycle changes and takes away what an off bot holds:
+/// at once, then every `every`, so an end or review date that passes
+/// takes effect without a reload.
+pub async fn lifecycle(shared: Arc<Shared>, every: std::time::Duration) {
+    loop {
+        shared.sweep_lifecycle(jiff::Timestamp::now()).await;
+        tokio::time::sleep(every).await;
+    }
+}
+
 /// Closes elevation windows whose time is up and expires undecided
 /// requests, every `every`.
 pub async fn elevation_windows(shared: Arc<Shared>, every: std::time::Duration) {

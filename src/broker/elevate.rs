@@ -9,6 +9,7 @@ use jiff::Timestamp;
 use serde_json::{json, Value};
 use tracing::{info, warn};
 
+use super::standing::{eligible, window_holds};
 use super::{Exchange, Shared};
 use crate::audit::{Decision, Record};
 use crate::elevation::check::{self, Asked, Rejected};
@@ -448,7 +449,7 @@ impl Shared {
     }
 
     /// Records pending requests that `why` ended before anyone decided.
-    async fn cancel_requests(&self, cancelled: Vec<Request>, why: &'static str) {
+    pub(super) async fn cancel_requests(&self, cancelled: Vec<Request>, why: &'static str) {
         for r in cancelled {
             info!(id = %r.id, bot = %r.bot, why, "Elevation request cancelled");
             self.elevation_event(
@@ -571,33 +572,6 @@ fn mailbox_entries<'k>(
         .filter(|k| !approvers.contains_key(k.as_str()))
         .take(MAX_OTHER_ENTRIES);
     named.chain(others).map(String::as_str)
-}
-
-/// Whether `bot` may still be elevated to `secret` under `cfg`.
-fn eligible(cfg: &crate::config::Config, bot: &str, secret: &str) -> bool {
-    cfg.elevation.is_some()
-        && cfg.bot(bot).is_some_and(|b| b.secrets.contains(secret))
-        && cfg.secret(secret).is_some_and(|s| s.privileged)
-}
-
-/// Whether window `w` still stands under `cfg`: the bot is still eligible,
-/// each approver it counted is still configured, covers the bot's team and
-/// does not own it, there are as many as the secret needs, and the window
-/// is no longer than `max_window`.
-pub fn window_holds(cfg: &crate::config::Config, w: &policy::Window) -> bool {
-    let (Some(e), Some(bot), Some(def)) = (&cfg.elevation, cfg.bot(&w.bot), cfg.secret(&w.secret))
-    else {
-        return false;
-    };
-    let length = w.not_before.duration_until(w.not_after);
-    eligible(cfg, &w.bot, &w.secret)
-        && w.approvers.len() >= def.approvals
-        && w.approvers.iter().all(|a| {
-            cfg.approvers
-                .get(a)
-                .is_some_and(|a| a.covers(&bot.team) && !a.owns(&bot.owner))
-        })
-        && jiff::SignedDuration::try_from(e.max_window).is_ok_and(|m| length <= m)
 }
 
 /// The request as the mailbox, `elevation list` and the webhook show it.

@@ -125,7 +125,7 @@ impl<'a> Exchange<'a> {
             {
                 let cfg = &self.rt.config;
                 let w = self.shared.elevations.window_for(&bot.name, name, now);
-                Some(w.filter(|w| super::elevate::window_holds(cfg, w)))
+                Some(w.filter(|w| super::standing::window_holds(cfg, w)))
             }
             _ => None,
         };
@@ -372,5 +372,8 @@ fn denied_by_policy(reason: DenyReason) -> ApiError {
         DenyReason::ProcessMismatch => ApiError::Forbidden(Forbidden::ProcessMismatch),
         DenyReason::ProcessUnverifiable => ApiError::Forbidden(Forbidden::ProcessUnverifiable),
         DenyReason::ElevationRequired => ApiError::Forbidden(Forbidden::ElevationRequired),
+        DenyReason::Disabled => ApiError::Forbidden(Forbidden::Disabled),
+        DenyReason::BotExpired => ApiError::Forbidden(Forbidden::BotExpired),
+        DenyReason::ReviewOverdue => ApiError::Forbidden(Forbidden::ReviewOverdue),
     }
 }

@@ -20,6 +20,7 @@ impl Shared {
         // not hold up the next reload. Windows first: reads under them are
         // already judged by the new config, and their leases go at once.
         self.close_elevations_after_reload(&old.config).await;
+        self.sweep_lifecycle(jiff::Timestamp::now()).await;
         self.revoke_unverified_leases().await;
         Ok(())
     }

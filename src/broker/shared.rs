@@ -43,6 +43,8 @@ pub struct Shared {
     pub last_health: Mutex<String>,
     /// Elevation requests and their windows.
     pub elevations: crate::elevation::Elevations,
+    /// Each bot's lifecycle state as last recorded.
+    pub(super) lifecycle: Mutex<std::collections::HashMap<String, crate::policy::State>>,
 }
 
 // === impl Shared ===
@@ -71,6 +73,7 @@ impl Shared {
             revoke_now: Default::default(),
             last_health: Default::default(),
             elevations: Default::default(),
+            lifecycle: Default::default(),
         })
     }
 

@@ -22,6 +22,8 @@ pub(super) struct RawConfig {
     pub(super) anomaly: RawAnomaly,
     #[serde(default)]
     pub(super) meta: RawMeta,
+    #[serde(default)]
+    pub(super) lifecycle: RawLifecycle,
     pub(super) elevation: Option<Spanned<RawElevation>>,
     #[serde(default, rename = "approver")]
     pub(super) approvers: Vec<RawApprover>,
@@ -160,6 +162,16 @@ pub(super) struct RawBot {
     pub(super) processes: Vec<Spanned<RawProcess>>,
     pub(super) anomaly: Option<Spanned<RawBotAnomaly>>,
     pub(super) max_leases: Option<Spanned<u64>>,
+    #[serde(default)]
+    pub(super) disabled: bool,
+    pub(super) review_by: Option<Spanned<String>>,
+    pub(super) expires: Option<Spanned<String>>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLifecycle {
+    pub(super) review_overdue: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]

@@ -20,15 +20,13 @@ use super::raw::{
 use crate::audit::{Fsync, Settings as Audit, Syslog};
 use crate::harden::Hardening;
 use crate::policy::{
-    is_valid_name, AnomalyAction, AnomalyPolicy, BotDef, ProcessRule, Schedule, SecretDef,
-    SecretSource, DEFAULT_MAX_LEASES,
+    is_valid_name, AnomalyAction, AnomalyPolicy, BotDef, Enforcement, Lifecycle, ProcessRule,
+    Schedule, SecretDef, SecretSource, DEFAULT_MAX_LEASES,
 };
 use crate::tls;
 use crate::vault::{self, VaultAuth};
 
 mod elevation;
-
-pub use elevation::is_person_name;
 
 /// Validates a parsed config. `text` is the file's content, for the lines
 /// and columns of problems; `file` names it and anchors relative paths.
@@ -181,7 +179,13 @@ impl Validator<'_> {
         };
         let limits = self.limits(raw.limits);
         let secrets = self.secrets(raw.secrets);
-        let bots = self.bots(raw.bots, &secrets);
+        let overdue = self.one_of(
+            raw.lifecycle.review_overdue.as_ref(),
+            &[("warn", Enforcement::Warn), ("deny", Enforcement::Deny)],
+            Enforcement::Warn,
+            |v| format!("lifecycle.review_overdue must be \"warn\" or \"deny\", not {v:?}"),
+        );
+        let bots = self.bots(raw.bots, &secrets, overdue);
         let approvers = self.approvers(&raw.approvers);
         let elevation = self.elevation(raw.elevation.as_ref(), &secrets, &bots, &approvers);
         // The anomaly table is checked only with usable vault settings.
@@ -711,10 +715,11 @@ impl Validator<'_> {
         &mut self,
         raw: Vec<RawBot>,
         secrets: &BTreeMap<String, SecretDef>,
+        overdue: Enforcement,
     ) -> BTreeMap<String, BotDef> {
         let mut out = BTreeMap::new();
         for b in raw {
-            let Some(def) = self.bot(&b, secrets) else {
+            let Some(def) = self.bot(&b, secrets, overdue) else {
                 continue;
             };
             if out.contains_key(&def.name) {
@@ -726,7 +731,12 @@ impl Validator<'_> {
         out
     }
 
-    fn bot(&mut self, b: &RawBot, secrets: &BTreeMap<String, SecretDef>) -> Option<BotDef> {
+    fn bot(
+        &mut self,
+        b: &RawBot,
+        secrets: &BTreeMap<String, SecretDef>,
+        overdue: Enforcement,
+    ) -> Option<BotDef> {
         let name = b.name.get_ref().clone();
         if !is_valid_name(&name) {
             self.problem(&b.name, format!("bot name {name:?} must be 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit"));
@@ -750,6 +760,18 @@ impl Validator<'_> {
             DEFAULT_MAX_LEASES as u64,
             format!("bot {name:?}: max_leases must be between 1 and 10000"),
         ) as usize;
+        let lifecycle = Lifecycle {
+            disabled: b.disabled,
+            review_by: b
+                .review_by
+                .as_ref()
+                .and_then(|d| self.date(&name, "review_by", d)),
+            expires: b
+                .expires
+                .as_ref()
+                .and_then(|d| self.date(&name, "expires", d)),
+            overdue,
+        };
         Some(BotDef {
             name,
             owner: b.owner.get_ref().clone(),
@@ -760,7 +782,33 @@ impl Validator<'_> {
             processes,
             anomaly,
             max_leases,
+            lifecycle,
         })
+    }
+
+    /// A calendar day, `YYYY-MM-DD`.
+    fn date(&mut self, bot: &str, key: &str, v: &Spanned<String>) -> Option<jiff::civil::Date> {
+        let text = v.get_ref();
+        let well_formed = text.len() == 10
+            && text.bytes().enumerate().all(|(i, c)| {
+                if i == 4 || i == 7 {
+                    c == b'-'
+                } else {
+                    c.is_ascii_digit()
+                }
+            });
+        match text.parse::<jiff::civil::Date>() {
+            Ok(d) if well_formed => Some(d),
+            _ => {
+                self.problem(
+                    v,
+                    format!(
+                        "bot {bot:?}: {key} must be a date such as \"2027-03-01\", not {text:?}"
+                    ),
+                );
+                None
+            }
+        }
     }
 
     /// The secrets granted to bot `name`, each defined and named once.

@@ -47,6 +47,8 @@ pub struct BotDef {
     pub anomaly: AnomalyPolicy,
     /// Leases the bot may hold at once.
     pub max_leases: usize,
+    /// Disabled, review and end dates.
+    pub lifecycle: super::Lifecycle,
 }
 
 /// Default for a bot's `max_leases`.

@@ -17,6 +17,19 @@ pub fn is_valid_name(name: &str) -> bool {
         && !name.contains("..")
 }
 
+/// Longest approver or owner name in person-name form.
+pub const MAX_PERSON_NAME: usize = 128;
+
+/// A person's name as approvers and owners of bots with privileged grants
+/// are written: an e-mail-like name, compared without regard to ASCII case.
+pub fn is_person_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_PERSON_NAME
+        && name
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'@' | b'.' | b'_' | b'-' | b'+'))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

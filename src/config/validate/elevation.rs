@@ -9,7 +9,7 @@ use toml::Spanned;
 use super::Validator;
 use crate::config::model::ElevationSettings;
 use crate::config::raw::{RawApprover, RawElevation, RawSecret};
-use crate::policy::{ApproverDef, BotDef, SecretDef};
+use crate::policy::{is_person_name, ApproverDef, BotDef, SecretDef};
 
 /// The most approvals a secret may ask for.
 const MAX_APPROVALS: u64 = 10;
@@ -276,14 +276,4 @@ impl Validator<'_> {
         }
         p
     }
-}
-
-/// A person's name as approvers and owners of bots with privileged grants
-/// are written: an e-mail-like name, compared without regard to ASCII case.
-pub fn is_person_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= MAX_APPROVER_NAME
-        && name
-            .bytes()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'@' | b'.' | b'_' | b'-' | b'+'))
 }

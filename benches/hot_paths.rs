@@ -151,6 +151,7 @@ fn main() {
     let cx = Context {
         now: Timestamp::now(),
         peer: &facts,
+        quiet_since: None,
     };
     let allowed = policy::decide(Some(&bot), policy::Request::Secret("erp-db"), &cx);
     assert!(matches!(allowed, policy::Decision::Allow), "{allowed:?}");

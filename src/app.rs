@@ -52,6 +52,10 @@ pub enum StartError {
         path: PathBuf,
         error: std::io::Error,
     },
+    Activity {
+        path: PathBuf,
+        error: std::io::Error,
+    },
 }
 
 impl App {
@@ -70,19 +74,9 @@ impl App {
                 .map_err(|_| StartError::NoRandomness)?;
         let listen = config.listen.clone();
         let lease_ledger = config.lease_ledger.clone();
+        let activity_state = config.activity_state.clone();
         let anomaly = config.anomaly.clone();
-        let grants: serde_json::Map<String, serde_json::Value> = config
-            .bots
-            .values()
-            .map(|b| (b.name.clone(), serde_json::json!(b.secrets)))
-            .collect();
-        let privileged: Vec<&String> = config
-            .secrets
-            .values()
-            .filter(|s| s.privileged)
-            .map(|s| &s.name)
-            .collect();
-        let start_detail = serde_json::json!({"grants": grants, "privileged": privileged, "change_ticket": config.change_ticket});
+        let start_detail = start_detail(&config);
         let runtime = Runtime::build(config, None, Arc::new(lease_key)).map_err(|error| {
             StartError::Runtime {
                 config: config_path.clone(),
@@ -97,6 +91,12 @@ impl App {
                     error,
                 }
             })?;
+        let activity = crate::broker::Activity::open(&activity_state).map_err(|error| {
+            StartError::Activity {
+                path: activity_state.clone(),
+                error,
+            }
+        })?;
         let scorer = anomaly
             .enabled
             .then(|| Arc::new(crate::anomaly::online::Scorer::open(&anomaly)));
@@ -105,6 +105,7 @@ impl App {
             Arc::new(audit),
             Arc::new(leases),
             scorer.clone(),
+            activity,
             config_path,
         );
         if let Err(error) = shared.runtime().vault.ensure_login().await {
@@ -172,6 +173,9 @@ impl App {
                 warn!(error = %e, "Cannot save anomaly baselines");
             }
         }
+        if let Err(e) = shared.activity.save() {
+            warn!(error = %e, "Cannot save bot activity");
+        }
         shared.close_all_elevations("shutdown").await;
         let left = shared.revoke_all("shutdown").await;
         if left > 0 {
@@ -189,6 +193,23 @@ impl App {
     }
 }
 
+/// What `server.start` records of the config: each bot's grants, the
+/// privileged secrets and the change ticket.
+fn start_detail(config: &Config) -> serde_json::Value {
+    let grants: serde_json::Map<String, serde_json::Value> = config
+        .bots
+        .values()
+        .map(|b| (b.name.clone(), serde_json::json!(b.secrets)))
+        .collect();
+    let privileged: Vec<&String> = config
+        .secrets
+        .values()
+        .filter(|s| s.privileged)
+        .map(|s| &s.name)
+        .collect();
+    serde_json::json!({"grants": grants, "privileged": privileged, "change_ticket": config.change_ticket})
+}
+
 // === impl StartError ===
 
 impl StartError {
@@ -198,9 +219,10 @@ impl StartError {
         match self {
             StartError::Runtime { .. } => EX_USAGE,
             StartError::NoRandomness => 1,
-            StartError::Audit { .. } | StartError::Listen(_) | StartError::Ledger { .. } => {
-                EX_UNAVAILABLE
-            }
+            StartError::Audit { .. }
+            | StartError::Listen(_)
+            | StartError::Ledger { .. }
+            | StartError::Activity { .. } => EX_UNAVAILABLE,
         }
     }
 }
@@ -216,6 +238,9 @@ impl fmt::Display for StartError {
             StartError::Listen(error) => write!(f, "cannot listen: {error}"),
             StartError::Ledger { path, error } => {
                 write!(f, "lease ledger {}: {error}", path.display())
+            }
+            StartError::Activity { path, error } => {
+                write!(f, "bot activity state {}: {error}", path.display())
             }
         }
     }

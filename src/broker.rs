@@ -7,6 +7,7 @@
 //! layer in [`crate::api`] hands it parsed requests and renders what it
 //! returns.
 
+mod activity;
 mod conn;
 pub mod elevate;
 mod exchange;
@@ -21,6 +22,7 @@ mod shared;
 mod standing;
 pub mod terms;
 
+pub use activity::Activity;
 pub use conn::Conn;
 pub use exchange::{Answer, Arrival, Exchange, Reply};
 pub use fetch::Secret;

@@ -187,6 +187,67 @@ processes = [{{ uid = 1001, exe = '{EXE}' }}]
         }
     }
 
+    #[test]
+    fn lifecycle_keys_are_checked() {
+        let dir = fixture_dir();
+        let with = |lifecycle: &str, bot: &str| {
+            sample(&dir)
+                .replace(
+                    "secrets = [\"erp-db\"]\n",
+                    &format!("secrets = [\"erp-db\"]\n{bot}\n"),
+                )
+                .replace("[[bot]]", &format!("[lifecycle]\n{lifecycle}\n\n[[bot]]"))
+        };
+        let good = with(
+            "dormant_after = \"30d\"\ndormant = \"deny\"",
+            "reactivate = \"CHG-4711\"",
+        );
+        let c = Config::parse(&good, &dir.join("botward.toml")).unwrap();
+        let life = &c.bot("invoice-bot").unwrap().lifecycle;
+        assert_eq!(
+            life.dormant_after,
+            Some(jiff::SignedDuration::from_hours(24 * 30))
+        );
+        assert_eq!(life.dormant, crate::policy::Enforcement::Deny);
+        assert_eq!(life.reactivate.as_deref(), Some("CHG-4711"));
+        assert_eq!(c.activity_state, dir.join("activity.json"));
+        for (lifecycle, bot, want) in [
+            (
+                "dormant_after = \"59m\"",
+                "",
+                "dormant_after must be at least 1h",
+            ),
+            (
+                "dormant_after = \"soon\"",
+                "",
+                "lifecycle.dormant_after: \"soon\"",
+            ),
+            (
+                "dormant = \"deny\"",
+                "",
+                "lifecycle.dormant needs lifecycle.dormant_after",
+            ),
+            (
+                "dormant_after = \"1h\"\ndormant = \"off\"",
+                "",
+                "lifecycle.dormant must be",
+            ),
+            (
+                "",
+                "reactivate = \"\"",
+                "reactivate must be a change ticket",
+            ),
+            (
+                "",
+                "reactivate = \"CHG\\u202e1\"",
+                "reactivate must be a change ticket",
+            ),
+        ] {
+            let p = problems(&with(lifecycle, bot), &dir).join("\n");
+            assert!(p.contains(want), "{lifecycle} {bot}: {p}");
+        }
+    }
+
     /// An approver certificate in `dir`.
     fn approver_cert(dir: &Path, name: &str) -> PathBuf {
         let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();

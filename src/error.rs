@@ -83,6 +83,7 @@ reasons! {
         Disabled = "disabled", "this bot is disabled";
         BotExpired = "bot_expired", "this bot is past its expires date and is treated as disabled";
         ReviewOverdue = "review_overdue", "this bot is past its review_by date; its owner must review it before it is served again";
+        Dormant = "dormant", "this bot made no request for longer than its dormancy limit; a config change with a change ticket must reactivate it";
     }
 }
 

@@ -42,6 +42,9 @@ pub struct PeerFacts {
 pub struct Context<'a> {
     pub now: Timestamp,
     pub peer: &'a PeerFacts,
+    /// Since when the bot has made no request (see
+    /// [`Lifecycle::state_at`]); `None` when unknown.
+    pub quiet_since: Option<Timestamp>,
 }
 
 /// What the caller asks for.
@@ -79,6 +82,8 @@ pub enum DenyReason {
     BotExpired,
     /// The bot is past its `review_by` date, and overdue reviews deny.
     ReviewOverdue,
+    /// The bot made no request for `dormant_after`, and dormancy denies.
+    Dormant,
 }
 
 /// Decides one request. `bot` is `None` when the certificate names no
@@ -87,16 +92,20 @@ pub fn decide(bot: Option<&BotDef>, request: Request<'_>, cx: &Context<'_>) -> D
     let Some(bot) = bot else {
         return Decision::Deny(DenyReason::UnknownBot);
     };
-    match bot.lifecycle.state(cx.now) {
+    let life = &bot.lifecycle;
+    match life.state(cx.now) {
         State::Disabled => return Decision::Deny(DenyReason::Disabled),
         State::Expired => return Decision::Deny(DenyReason::BotExpired),
-        // The bot may still ask who it is, and learn why.
-        State::ReviewOverdue
-            if bot.lifecycle.overdue == Enforcement::Deny && request != Request::Metadata =>
-        {
-            return Decision::Deny(DenyReason::ReviewOverdue)
+        State::Dormant | State::ReviewOverdue | State::Active => {}
+    }
+    // The bot may still ask who it is, and learn why.
+    if request != Request::Metadata {
+        if life.dormant == Enforcement::Deny && life.is_dormant(cx.now, cx.quiet_since) {
+            return Decision::Deny(DenyReason::Dormant);
         }
-        State::ReviewOverdue | State::Active => {}
+        if life.overdue == Enforcement::Deny && life.state(cx.now) == State::ReviewOverdue {
+            return Decision::Deny(DenyReason::ReviewOverdue);
+        }
     }
     if !bot.processes.is_empty() {
         if !cx.peer.verified {
@@ -160,6 +169,7 @@ impl DenyReason {
             DenyReason::Disabled => "disabled",
             DenyReason::BotExpired => "bot_expired",
             DenyReason::ReviewOverdue => "review_overdue",
+            DenyReason::Dormant => "dormant",
         }
     }
 }
@@ -204,7 +214,15 @@ mod tests {
 
     fn check(cases: Vec<Case<'_>>) {
         for (what, bot, req, peer, now, want) in cases {
-            let got = decide(bot, req, &Context { now, peer });
+            let got = decide(
+                bot,
+                req,
+                &Context {
+                    now,
+                    peer,
+                    quiet_since: None,
+                },
+            );
             assert_eq!(got, want, "{what}");
         }
     }
@@ -429,7 +447,8 @@ mod tests {
                 Request::Secret("s"),
                 &Context {
                     now: Timestamp::now(),
-                    peer: &peer
+                    peer: &peer,
+                    quiet_since: None,
                 }
             ),
             Decision::Allow
@@ -459,6 +478,7 @@ mod tests {
                 &Context {
                     now: Timestamp::now(),
                     peer,
+                    quiet_since: None,
                 },
             )
         };
@@ -511,6 +531,7 @@ mod tests {
         let at = |t: &str| Context {
             now: ts(t),
             peer: &peer,
+            quiet_since: None,
         };
         let window = Window {
             id: "e1".into(),
@@ -670,5 +691,42 @@ mod tests {
                 deny(DenyReason::Disabled),
             ),
         ]);
+    }
+
+    #[test]
+    fn dormancy_refuses_under_deny_but_lets_the_bot_ask_why() {
+        let peer = PeerFacts::default();
+        let b = |dormant| BotDef {
+            lifecycle: Lifecycle {
+                dormant_after: Some(jiff::SignedDuration::from_hours(24 * 30)),
+                dormant,
+                ..Lifecycle::default()
+            },
+            ..bot(&["erp-db"], None, vec![])
+        };
+        let (deny, warn) = (b(Enforcement::Deny), b(Enforcement::Warn));
+        let cx = |quiet: &str| Context {
+            now: ts("2027-03-10T12:00:00Z"),
+            peer: &peer,
+            quiet_since: Some(ts(quiet)),
+        };
+        let kv = Request::Secret("erp-db");
+        let long_ago = cx("2027-02-08T12:00:00Z");
+        let lately = cx("2027-02-08T12:00:01Z");
+        assert_eq!(
+            decide(Some(&deny), kv, &long_ago),
+            Decision::Deny(DenyReason::Dormant)
+        );
+        assert_eq!(
+            decide(Some(&deny), Request::Metadata, &long_ago),
+            Decision::Allow
+        );
+        assert_eq!(decide(Some(&deny), kv, &lately), Decision::Allow);
+        assert_eq!(decide(Some(&warn), kv, &long_ago), Decision::Allow);
+        // A grant the bot lacks is still refused as such.
+        assert_eq!(
+            decide(Some(&warn), Request::Secret("sftp"), &long_ago),
+            Decision::Deny(DenyReason::NotGranted)
+        );
     }
 }

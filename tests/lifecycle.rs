@@ -187,3 +187,130 @@ fn lifecycle_states_refuse_record_and_revoke() {
     assert_eq!(get(&h, &b, "/v1/secrets/erp-db").0, 200);
     drop(pg);
 }
+
+/// Writes botward's activity state as if invoice-bot had made its last
+/// request `days` ago, with the reactivation tickets already spent.
+fn quiet_for(h: &Harness, days: i64, spent: &[&str]) {
+    let ago =
+        |d: i64| (jiff::Timestamp::now() - jiff::SignedDuration::from_hours(24 * d)).to_string();
+    let state = serde_json::json!({"bots": {"invoice-bot": {
+        "last_seen": ago(days), "since": ago(days + 10), "tickets": spent,
+    }}});
+    std::fs::write(h.dir.join("activity.json"), state.to_string()).unwrap();
+}
+
+/// Waits for botward to write invoice-bot's activity after `check` holds.
+fn activity_of(h: &Harness, check: impl Fn(&Value) -> bool) -> Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let state: Value = std::fs::read(h.dir.join("activity.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or(Value::Null);
+        let bot = &state["bots"]["invoice-bot"];
+        if check(bot) || std::time::Instant::now() > deadline {
+            return bot.clone();
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn dormant_bots_stay_refused_until_a_change_ticket_reactivates_them() {
+    let Some(h) = Harness::new("lifecycle-dormant") else {
+        return;
+    };
+    let deny = "dormant_after = \"30d\"\ndormant = \"deny\"";
+    quiet_for(&h, 40, &[]);
+    let mut b = h.start(&config(&h, deny, ""));
+
+    let dormant = changed(&h, "bot.dormant");
+    assert_eq!(dormant.len(), 1, "{dormant:?}");
+    assert_eq!(dormant[0]["decision"], "deny");
+    assert_eq!(dormant[0]["detail"]["lifecycle"]["was"], "active");
+    assert_eq!(
+        dormant[0]["detail"]["lifecycle"]["dormant_after_s"],
+        30 * 86_400
+    );
+    let (code, v, reason) = get(&h, &b, "/v1/secrets/erp-db");
+    assert_eq!((code, reason.as_str()), (403, Some("dormant")), "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("change ticket"),
+        "{v}"
+    );
+    // The bot may ask why; asking does not wake it.
+    let (code, v, _) = get(&h, &b, "/v1/whoami");
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["state"], "dormant");
+    assert_eq!(get(&h, &b, "/v1/secrets/erp-db").0, 403);
+    // A bot botward has never seen starts its count now.
+    assert_eq!(
+        b.get_json(&h, &h.bot("report-bot"), "/v1/secrets/sftp").0,
+        200
+    );
+
+    // A reactivate key whose ticket the config does not carry does nothing.
+    let wake = "reactivate = \"CHG-7\"";
+    reload(&h, &b, &config(&h, deny, wake));
+    assert_eq!(get(&h, &b, "/v1/secrets/erp-db").0, 403);
+    // With the ticket, it is back, and that is recorded once.
+    let ticketed = format!("{deny}\n[meta]\nchange_ticket = \"CHG-7\"");
+    reload(&h, &b, &config(&h, &ticketed, wake));
+    let back = changed(&h, "bot.reactivated");
+    assert_eq!(back.len(), 1, "{back:?}");
+    assert_eq!(back[0]["detail"]["lifecycle"]["was"], "dormant");
+    assert_eq!(back[0]["detail"]["lifecycle"]["change_ticket"], "CHG-7");
+    let (code, v, _) = get(&h, &b, "/v1/secrets/erp-db");
+    assert_eq!(code, 200, "{v}");
+    // The request and the spent ticket reach the state file.
+    let seen = activity_of(&h, |s| {
+        s["tickets"] == serde_json::json!(["CHG-7"]) && s["last_seen"] != s["since"]
+    });
+    assert_eq!(seen["tickets"], serde_json::json!(["CHG-7"]), "{seen}");
+    b.signal(libc::SIGTERM);
+    b.wait(Duration::from_secs(30));
+
+    // A spent ticket does not reactivate the bot a second time.
+    quiet_for(&h, 40, &["CHG-7"]);
+    let b = h.start(&config(&h, &ticketed, wake));
+    wait_for_record(&h.audit_path(), Duration::from_secs(30), |r| {
+        r["kind"] == "bot.dormant" && r["ts"].as_str() > dormant[0]["ts"].as_str()
+    });
+    assert_eq!(get(&h, &b, "/v1/secrets/erp-db").0, 403);
+    assert_eq!(of_kind(&h, "bot.reactivated").len(), 1);
+    drop(b);
+
+    // Under "warn" a dormant bot is served, and its request wakes it.
+    quiet_for(&h, 40, &[]);
+    let warn = "dormant_after = \"30d\"\ndormant = \"warn\"";
+    let b = h.start(&config(&h, warn, ""));
+    let dormant = wait_for_record(&h.audit_path(), Duration::from_secs(30), |r| {
+        r["kind"] == "bot.dormant" && r["decision"] == "allow"
+    });
+    assert_eq!(dormant["bot"], "invoice-bot");
+    assert_eq!(get(&h, &b, "/v1/secrets/erp-db").0, 200);
+    reload(&h, &b, &config(&h, warn, ""));
+    let back = wait_for_record(&h.audit_path(), Duration::from_secs(30), |r| {
+        r["kind"] == "bot.reactivated" && r["detail"]["lifecycle"]["change_ticket"].is_null()
+    });
+    assert_eq!(back["detail"]["lifecycle"]["was"], "dormant");
+    assert_eq!(get(&h, &b, "/v1/whoami").1["state"], "active");
+
+    // Bad settings are config errors that name the key.
+    let before = reloads(&h);
+    std::fs::write(&b.config_path, config(&h, "dormant_after = \"10m\"", "")).unwrap();
+    b.signal(libc::SIGHUP);
+    let refused = wait_for_record(&h.audit_path(), Duration::from_secs(30), |r| {
+        r["kind"] == "config.reload" && r["decision"] != "allow"
+    });
+    assert!(reloads(&h) > before);
+    assert!(
+        refused
+            .to_string()
+            .contains("dormant_after must be at least 1h"),
+        "{refused}"
+    );
+}

@@ -16,7 +16,8 @@ struct Whoami<'a> {
     team: &'a str,
     purpose: &'a str,
     secrets: Vec<&'a str>,
-    /// `active` or `review_overdue`: a bot in any other state is refused.
+    /// `active`, `review_overdue` or `dormant` (as the request found it): a
+    /// disabled or expired bot is refused.
     state: &'static str,
     review_by: Option<String>,
     expires: Option<String>,
@@ -26,6 +27,10 @@ struct Whoami<'a> {
 /// The calling bot as botward knows it: owner, team, purpose, grants and
 /// where it is in its lifecycle.
 pub fn whoami(ex: &mut Exchange<'_>, bot: &BotDef) -> Result<Reply, ApiError> {
+    let now = jiff::Timestamp::now();
+    let state = bot
+        .lifecycle
+        .state_at(now, ex.shared.activity.quiet_since(&bot.name));
     ex.decide(bot, policy::Request::Metadata)?;
     let body = Whoami {
         bot: &bot.name,
@@ -33,7 +38,7 @@ pub fn whoami(ex: &mut Exchange<'_>, bot: &BotDef) -> Result<Reply, ApiError> {
         team: &bot.team,
         purpose: &bot.purpose,
         secrets: bot.secrets.iter().map(String::as_str).collect(),
-        state: bot.lifecycle.state(jiff::Timestamp::now()).as_str(),
+        state: state.as_str(),
         review_by: bot.lifecycle.review_by.map(|d| d.to_string()),
         expires: bot.lifecycle.expires.map(|d| d.to_string()),
         request_id: &ex.id,

@@ -115,9 +115,11 @@ impl<'a> Exchange<'a> {
     /// `anomaly.action`, logged, alerted or enforced.
     pub fn decide(&mut self, bot: &BotDef, request: policy::Request<'_>) -> Result<(), ApiError> {
         let now = jiff::Timestamp::now();
+        let quiet_since = self.shared.activity.quiet_since(&bot.name);
         let cx = policy::Context {
             now,
             peer: &self.conn.facts,
+            quiet_since,
         };
         let window = match request {
             policy::Request::Secret(name)
@@ -137,6 +139,12 @@ impl<'a> Exchange<'a> {
             _ => request,
         };
         let decision = policy::decide(Some(bot), request, &cx);
+        // Any request is activity, except those of a bot that dormancy
+        // refuses: only a change ticket brings that one back.
+        let life = &bot.lifecycle;
+        if !(life.dormant == policy::Enforcement::Deny && life.is_dormant(now, quiet_since)) {
+            self.shared.activity.touch(&bot.name, now);
+        }
         if decision == policy::Decision::Allow {
             if let Some(w) = window.flatten() {
                 self.rec.elevation =
@@ -375,5 +383,6 @@ fn denied_by_policy(reason: DenyReason) -> ApiError {
         DenyReason::Disabled => ApiError::Forbidden(Forbidden::Disabled),
         DenyReason::BotExpired => ApiError::Forbidden(Forbidden::BotExpired),
         DenyReason::ReviewOverdue => ApiError::Forbidden(Forbidden::ReviewOverdue),
+        DenyReason::Dormant => ApiError::Forbidden(Forbidden::Dormant),
     }
 }

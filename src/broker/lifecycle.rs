@@ -1,6 +1,6 @@
 //! Bot lifecycle on the broker: each state change (disabled, past its end
-//! date, overdue for review, back to active) is recorded once, and a bot
-//! that is off loses its leases and its elevation windows at once. The
+//! date, dormant, overdue for review, back to active) is recorded once, and
+//! a bot that is off loses its leases and its elevation windows at once. The
 //! decision itself is [`crate::policy::decide`]'s, on every request.
 
 use std::collections::HashMap;
@@ -23,14 +23,21 @@ impl Shared {
     /// off is caught on the next pass.
     pub async fn sweep_lifecycle(&self, now: Timestamp) {
         let rt = self.runtime();
+        let ticket = rt.config.change_ticket.as_deref();
+        let back = self.activity.align(rt.config.bots.values(), ticket, now);
         let changes: Vec<(&BotDef, State, State)> = {
             let mut last = lock(&self.lifecycle);
             last.retain(|bot, _| rt.config.bots.contains_key(bot));
+            // A bot a ticket brought back was dormant, whatever was last
+            // recorded (a restart forgets): its return is recorded.
+            for r in back.iter().filter(|r| r.was_dormant) {
+                last.insert(r.bot.clone(), State::Dormant);
+            }
             rt.config
                 .bots
                 .values()
                 .filter_map(|bot| {
-                    let state = bot.lifecycle.state(now);
+                    let state = self.state_of(bot, now);
                     let was = last
                         .insert(bot.name.clone(), state)
                         .unwrap_or(State::Active);
@@ -45,12 +52,18 @@ impl Shared {
             .config
             .bots
             .values()
-            .filter_map(|b| match b.lifecycle.state(now) {
+            .filter_map(|b| match self.state_of(b, now) {
                 State::Disabled => Some((b.name.as_str(), "bot_disabled")),
                 State::Expired => Some((b.name.as_str(), "bot_expired")),
-                State::Active | State::ReviewOverdue => None,
+                State::Dormant if b.lifecycle.is_off(State::Dormant) => {
+                    Some((b.name.as_str(), "bot_dormant"))
+                }
+                State::Dormant | State::Active | State::ReviewOverdue => None,
             })
             .collect();
+        if let Err(e) = self.activity.save() {
+            warn!(error = %e, "Cannot save bot activity; the next sweep tries again");
+        }
         if off.is_empty() {
             return;
         }
@@ -66,10 +79,17 @@ impl Shared {
         }
     }
 
+    /// `bot`'s state at `now`, its activity included.
+    fn state_of(&self, bot: &BotDef, now: Timestamp) -> State {
+        bot.lifecycle
+            .state_at(now, self.activity.quiet_since(&bot.name))
+    }
+
     async fn record_lifecycle(&self, bot: &BotDef, was: State, state: State) {
         let kind = match state {
             State::Disabled => "bot.disabled",
             State::Expired => "bot.expired",
+            State::Dormant => "bot.dormant",
             State::ReviewOverdue => "bot.review_overdue",
             State::Active => "bot.reactivated",
         };
@@ -79,7 +99,7 @@ impl Shared {
             warn!(bot = %bot.name, state = state.as_str(), "Bot lifecycle state changed");
         }
         let mut rec = Record::new(kind, crate::audit::request_id(), self.audit.host());
-        rec.decision = if state.is_off() {
+        rec.decision = if bot.lifecycle.is_off(state) {
             Decision::Deny
         } else {
             Decision::Allow
@@ -89,6 +109,8 @@ impl Shared {
         rec.detail = Some(json!({"lifecycle": {
             "state": state.as_str(), "was": was.as_str(),
             "review_by": date(bot.lifecycle.review_by), "expires": date(bot.lifecycle.expires),
+            "quiet_since": self.activity.quiet_since(&bot.name).map(|t| t.to_string()),
+            "dormant_after_s": bot.lifecycle.dormant_after.map(|d| d.as_secs()),
             "change_ticket": self.runtime().config.change_ticket,
         }}));
         if self.audit.write(rec).await.is_err() {

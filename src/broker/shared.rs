@@ -45,6 +45,8 @@ pub struct Shared {
     pub elevations: crate::elevation::Elevations,
     /// Each bot's lifecycle state as last recorded.
     pub(super) lifecycle: Mutex<std::collections::HashMap<String, crate::policy::State>>,
+    /// When each bot last made a request, for dormancy.
+    pub activity: super::Activity,
 }
 
 // === impl Shared ===
@@ -55,6 +57,7 @@ impl Shared {
         audit: Arc<AuditLog>,
         leases: Arc<crate::leases::Leases>,
         scorer: Option<Arc<crate::anomaly::online::Scorer>>,
+        activity: super::Activity,
         config_path: PathBuf,
     ) -> Arc<Shared> {
         let lease_key = runtime.lease_key.clone();
@@ -74,6 +77,7 @@ impl Shared {
             last_health: Default::default(),
             elevations: Default::default(),
             lifecycle: Default::default(),
+            activity,
         })
     }
 

@@ -21,6 +21,8 @@ pub struct Config {
     pub anomaly: AnomalySettings,
     /// The lease ledger file.
     pub lease_ledger: PathBuf,
+    /// When each bot last made a request (`<state_dir>/activity.json`).
+    pub activity_state: PathBuf,
     pub secrets: BTreeMap<String, SecretDef>,
     pub bots: BTreeMap<String, BotDef>,
     /// Elevation windows for privileged secrets; required when any secret

@@ -166,12 +166,15 @@ pub(super) struct RawBot {
     pub(super) disabled: bool,
     pub(super) review_by: Option<Spanned<String>>,
     pub(super) expires: Option<Spanned<String>>,
+    pub(super) reactivate: Option<Spanned<String>>,
 }
 
 #[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawLifecycle {
     pub(super) review_overdue: Option<Spanned<String>>,
+    pub(super) dormant_after: Option<Spanned<String>>,
+    pub(super) dormant: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]

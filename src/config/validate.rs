@@ -14,8 +14,8 @@ use super::duration::parse_duration;
 use super::model::{AnomalySettings, Config, Limits, Listen};
 use super::problem::{line_col, Problem, Problems};
 use super::raw::{
-    RawAnomaly, RawAudit, RawBot, RawBotAnomaly, RawConfig, RawHardening, RawLimits, RawListen,
-    RawProcess, RawSecret, RawSyslog, RawTls, RawVault, RawVaultAuth,
+    RawAnomaly, RawAudit, RawBot, RawBotAnomaly, RawConfig, RawHardening, RawLifecycle, RawLimits,
+    RawListen, RawProcess, RawSecret, RawSyslog, RawTls, RawVault, RawVaultAuth,
 };
 use crate::audit::{Fsync, Settings as Audit, Syslog};
 use crate::harden::Hardening;
@@ -179,18 +179,14 @@ impl Validator<'_> {
         };
         let limits = self.limits(raw.limits);
         let secrets = self.secrets(raw.secrets);
-        let overdue = self.one_of(
-            raw.lifecycle.review_overdue.as_ref(),
-            &[("warn", Enforcement::Warn), ("deny", Enforcement::Deny)],
-            Enforcement::Warn,
-            |v| format!("lifecycle.review_overdue must be \"warn\" or \"deny\", not {v:?}"),
-        );
-        let bots = self.bots(raw.bots, &secrets, overdue);
+        let lifecycle = self.lifecycle(&raw.lifecycle);
+        let bots = self.bots(raw.bots, &secrets, &lifecycle);
         let approvers = self.approvers(&raw.approvers);
         let elevation = self.elevation(raw.elevation.as_ref(), &secrets, &bots, &approvers);
         // The anomaly table is checked only with usable vault settings.
         let vault = vault?;
         let anomaly = self.anomaly(raw.anomaly, &audit.state_dir);
+        let activity_state = audit.state_dir.join("activity.json");
         Some(Config {
             listen,
             tls,
@@ -198,6 +194,7 @@ impl Validator<'_> {
             audit,
             limits,
             lease_ledger,
+            activity_state,
             anomaly,
             hardening: hardening(raw.hardening),
             secrets,
@@ -715,11 +712,11 @@ impl Validator<'_> {
         &mut self,
         raw: Vec<RawBot>,
         secrets: &BTreeMap<String, SecretDef>,
-        overdue: Enforcement,
+        lifecycle: &Lifecycle,
     ) -> BTreeMap<String, BotDef> {
         let mut out = BTreeMap::new();
         for b in raw {
-            let Some(def) = self.bot(&b, secrets, overdue) else {
+            let Some(def) = self.bot(&b, secrets, lifecycle) else {
                 continue;
             };
             if out.contains_key(&def.name) {
@@ -735,7 +732,7 @@ impl Validator<'_> {
         &mut self,
         b: &RawBot,
         secrets: &BTreeMap<String, SecretDef>,
-        overdue: Enforcement,
+        defaults: &Lifecycle,
     ) -> Option<BotDef> {
         let name = b.name.get_ref().clone();
         if !is_valid_name(&name) {
@@ -770,7 +767,8 @@ impl Validator<'_> {
                 .expires
                 .as_ref()
                 .and_then(|d| self.date(&name, "expires", d)),
-            overdue,
+            reactivate: b.reactivate.as_ref().and_then(|t| self.ticket(&name, t)),
+            ..defaults.clone()
         };
         Some(BotDef {
             name,
@@ -784,6 +782,54 @@ impl Validator<'_> {
             max_leases,
             lifecycle,
         })
+    }
+
+    /// `[lifecycle]`: what every bot's definition inherits.
+    fn lifecycle(&mut self, raw: &RawLifecycle) -> Lifecycle {
+        let enforcement = [("warn", Enforcement::Warn), ("deny", Enforcement::Deny)];
+        let overdue = self.one_of(
+            raw.review_overdue.as_ref(),
+            &enforcement,
+            Enforcement::Warn,
+            |v| format!("lifecycle.review_overdue must be \"warn\" or \"deny\", not {v:?}"),
+        );
+        let dormant = self.one_of(raw.dormant.as_ref(), &enforcement, Enforcement::Warn, |v| {
+            format!("lifecycle.dormant must be \"warn\" or \"deny\", not {v:?}")
+        });
+        let dormant_after = raw.dormant_after.as_ref().and_then(|v| {
+            let d = self.duration(v, "lifecycle.dormant_after")?;
+            if d < Duration::from_secs(3600) {
+                self.problem(v, "lifecycle.dormant_after must be at least 1h");
+                return None;
+            }
+            jiff::SignedDuration::try_from(d).ok()
+        });
+        if dormant_after.is_none() {
+            if let Some(v) = &raw.dormant {
+                self.problem(v, "lifecycle.dormant needs lifecycle.dormant_after");
+            }
+        }
+        Lifecycle {
+            overdue,
+            dormant_after,
+            dormant,
+            ..Lifecycle::default()
+        }
+    }
+
+    /// A change ticket named by `[[bot]] reactivate`.
+    fn ticket(&mut self, bot: &str, v: &Spanned<String>) -> Option<String> {
+        let t = v.get_ref();
+        if t.is_empty() || t.len() > 128 || !crate::text::is_plain(t) {
+            self.problem(
+                v,
+                format!(
+                    "bot {bot:?}: reactivate must be a change ticket of 1-128 printable characters"
+                ),
+            );
+            return None;
+        }
+        Some(t.clone())
     }
 
     /// A calendar day, `YYYY-MM-DD`.

@@ -1,11 +1,11 @@
 //! Where a bot is in its life: enabled and reviewed on time, overdue for
-//! its review, past its end date, or disabled. Dates are calendar days in
-//! UTC: a state that applies "after" a date applies from the next day's
-//! 00:00 UTC.
+//! its review, quiet for too long (dormant), past its end date, or
+//! disabled. Dates are calendar days in UTC: a state that applies "after" a
+//! date applies from the next day's 00:00 UTC.
 
 use jiff::civil::Date;
 use jiff::tz::TimeZone;
-use jiff::Timestamp;
+use jiff::{SignedDuration, Timestamp};
 
 /// What a bot's definition says of its lifecycle.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -18,6 +18,15 @@ pub struct Lifecycle {
     pub expires: Option<Date>,
     /// What an overdue review does (`[lifecycle] review_overdue`).
     pub overdue: Enforcement,
+    /// A bot with no request for this long is dormant
+    /// (`[lifecycle] dormant_after`).
+    pub dormant_after: Option<SignedDuration>,
+    /// What dormancy does (`[lifecycle] dormant`).
+    pub dormant: Enforcement,
+    /// The change ticket that may bring this bot back from dormancy
+    /// (`[[bot]] reactivate`), when the config carries the same
+    /// `[meta] change_ticket`.
+    pub reactivate: Option<String>,
 }
 
 /// What a lifecycle state does to requests: a warning on the record, or
@@ -34,23 +43,53 @@ pub enum Enforcement {
 pub enum State {
     Active,
     ReviewOverdue,
+    Dormant,
     Expired,
     Disabled,
 }
 
 impl Lifecycle {
-    /// The state at `now`. Disabled outranks expired, which outranks an
-    /// overdue review.
+    /// The state at `now` by the config's dates alone. Disabled outranks
+    /// expired, which outranks an overdue review.
     pub fn state(&self, now: Timestamp) -> State {
+        self.state_at(now, None)
+    }
+
+    /// The state at `now` of a bot quiet since `quiet_since` (its last
+    /// request, or when botward first knew it or last reactivated it;
+    /// `None` when unknown, which is never dormant). Dormancy ranks
+    /// between an end date and an overdue review.
+    pub fn state_at(&self, now: Timestamp, quiet_since: Option<Timestamp>) -> State {
         let today = now.to_zoned(TimeZone::UTC).date();
         if self.disabled {
             State::Disabled
         } else if self.expires.is_some_and(|d| today > d) {
             State::Expired
+        } else if self.is_dormant(now, quiet_since) {
+            State::Dormant
         } else if self.review_by.is_some_and(|d| today > d) {
             State::ReviewOverdue
         } else {
             State::Active
+        }
+    }
+
+    /// Whether a bot quiet since `quiet_since` has been quiet for at least
+    /// `dormant_after` at `now`.
+    pub fn is_dormant(&self, now: Timestamp, quiet_since: Option<Timestamp>) -> bool {
+        match (self.dormant_after, quiet_since) {
+            (Some(after), Some(since)) => now.duration_since(since) >= after,
+            _ => false,
+        }
+    }
+
+    /// Whether `state` refuses everything and takes away what the bot
+    /// holds: disabled and expired always, dormant under `dormant = "deny"`.
+    pub fn is_off(&self, state: State) -> bool {
+        match state {
+            State::Disabled | State::Expired => true,
+            State::Dormant => self.dormant == Enforcement::Deny,
+            State::Active | State::ReviewOverdue => false,
         }
     }
 }
@@ -60,14 +99,10 @@ impl State {
         match self {
             State::Active => "active",
             State::ReviewOverdue => "review_overdue",
+            State::Dormant => "dormant",
             State::Expired => "expired",
             State::Disabled => "disabled",
         }
-    }
-
-    /// Whether nothing at all is served in this state.
-    pub fn is_off(self) -> bool {
-        matches!(self, State::Expired | State::Disabled)
     }
 }
 
@@ -95,11 +130,48 @@ mod tests {
             ..l.clone()
         };
         assert_eq!(off.state(at("2027-01-01T00:00:00Z")), State::Disabled);
-        assert!(State::Disabled.is_off() && State::Expired.is_off());
-        assert!(!State::ReviewOverdue.is_off());
+        assert!(l.is_off(State::Disabled) && l.is_off(State::Expired));
+        assert!(!l.is_off(State::ReviewOverdue) && !l.is_off(State::Dormant));
         assert_eq!(
             Lifecycle::default().state(at("9999-12-30T00:00:00Z")),
             State::Active
         );
+    }
+
+    #[test]
+    fn dormancy_counts_from_the_last_request_and_ranks_below_an_end_date() {
+        let at = |s: &str| s.parse::<Timestamp>().unwrap();
+        let l = Lifecycle {
+            dormant_after: Some(SignedDuration::from_hours(24 * 30)),
+            dormant: Enforcement::Deny,
+            review_by: Some("2027-01-01".parse().unwrap()),
+            ..Lifecycle::default()
+        };
+        let seen = Some(at("2026-12-01T12:00:00Z"));
+        assert_eq!(l.state_at(at("2026-12-31T11:59:59Z"), seen), State::Active);
+        assert_eq!(l.state_at(at("2026-12-31T12:00:00Z"), seen), State::Dormant);
+        // Dormant outranks an overdue review; unknown activity is never
+        // dormant; the config-only state ignores activity.
+        assert_eq!(l.state_at(at("2027-02-01T00:00:00Z"), seen), State::Dormant);
+        assert_eq!(
+            l.state_at(at("2027-02-01T00:00:00Z"), None),
+            State::ReviewOverdue
+        );
+        assert_eq!(l.state(at("2026-12-31T12:00:00Z")), State::Active);
+        assert!(l.is_off(State::Dormant));
+        let warn = Lifecycle {
+            dormant: Enforcement::Warn,
+            ..l.clone()
+        };
+        assert!(!warn.is_off(State::Dormant));
+        let expired = Lifecycle {
+            expires: Some("2026-12-15".parse().unwrap()),
+            ..l
+        };
+        assert_eq!(
+            expired.state_at(at("2027-02-01T00:00:00Z"), seen),
+            State::Expired
+        );
+        assert!(!Lifecycle::default().is_dormant(at("9999-01-01T00:00:00Z"), seen));
     }
 }

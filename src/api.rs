@@ -20,7 +20,7 @@ use std::time::Instant;
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 
-use crate::broker::{Arrival, Conn, Exchange, Reply, Shared};
+use crate::broker::{Arrival, Conn, Exchange, Local, Reply, Shared, ENROLL, ENROLL_TOKEN};
 use crate::error::ApiError;
 use crate::policy::BotDef;
 
@@ -109,7 +109,44 @@ async fn serve(
         Route::ElevationRequest => elevations::request(ex, bot, body).await,
         Route::ElevationStatus { id, wait } => elevations::status(ex, bot, &id, wait).await,
         Route::ElevationDecision { id } => elevations::decision(ex, bot, &id, body).await,
+        Route::IdentityRenew => ex.renew_identity(bot, body).await,
     }
+}
+
+/// Serves one request on a unix-socket connection without a certificate:
+/// `POST /v1/identity/enroll-tokens` (the operator) and `POST
+/// /v1/identity/enroll` (a bot's account); anything else is refused as
+/// unauthenticated.
+pub async fn handle_local(
+    req: Request<Incoming>,
+    local: Arc<Local>,
+    shared: Arc<Shared>,
+) -> Result<Response<Body>, Infallible> {
+    let limit = shared.runtime().config.limits.header_read_timeout;
+    let post = req.method() == hyper::Method::POST && req.uri().query().is_none();
+    let kind = match req.uri().path() {
+        "/v1/identity/enroll-tokens" if post => ENROLL_TOKEN,
+        "/v1/identity/enroll" if post => ENROLL,
+        _ => "auth.failure",
+    };
+    let method = req.method().as_str().to_owned();
+    let path = req.uri().path().to_owned();
+    let body = if kind == "auth.failure" {
+        drop(req);
+        Ok(Vec::new())
+    } else {
+        read_body(req.into_body(), limit).await
+    };
+    let answer = shared
+        .serve_local(&local, kind, &method, &path, body, response::error_body)
+        .await;
+    let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    Ok(response::respond(
+        status,
+        answer.reply,
+        &answer.request_id,
+        "POST",
+    ))
 }
 
 #[cfg(test)]

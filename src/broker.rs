@@ -10,6 +10,7 @@
 mod activity;
 mod conn;
 pub mod elevate;
+mod enroll;
 mod exchange;
 mod fetch;
 mod held;
@@ -21,9 +22,11 @@ mod runtime;
 mod shared;
 mod standing;
 pub mod terms;
+mod tokens;
 
 pub use activity::Activity;
 pub use conn::Conn;
+pub use enroll::{Local, ENROLL, ENROLL_TOKEN};
 pub use exchange::{Answer, Arrival, Exchange, Reply};
 pub use fetch::Secret;
 pub use held::{Health, Renewed};

@@ -26,13 +26,14 @@ mod dev;
 mod elevation;
 mod exec;
 mod get;
+mod identity;
 mod serve;
 mod service;
 
 pub use crate::app::{EX_UNAVAILABLE, EX_USAGE};
 pub use args::{
-    AuditCommand, AuditKeyArgs, CertsCommand, Cli, Command, ConnArgs, ElevationCommand,
-    ServiceCommand,
+    AuditCommand, AuditKeyArgs, BotCommand, CertsCommand, Cli, Command, ConnArgs, ElevationCommand,
+    LocalArgs, ServiceCommand,
 };
 pub use serve::{serve, serve_until, shutdown_signal};
 
@@ -64,6 +65,16 @@ pub fn run(cli: Cli) -> ExitCode {
         ),
         Command::Service { command } => service::service(command),
         Command::Elevation { command } => runtime().block_on(elevation::elevation(command)),
+        Command::Bot {
+            command: BotCommand::EnrollToken { bot, to },
+        } => runtime().block_on(identity::enroll_token(&bot, &to)),
+        Command::Enroll {
+            token,
+            renew,
+            out,
+            to,
+        } => runtime().block_on(identity::enroll(token, renew, &out, &to)),
+        Command::Renew { dir, to } => runtime().block_on(identity::renew(&dir, &to)),
         Command::Dev { dir, port, keep } => runtime().block_on(dev::dev(dir, port, keep)),
     }
 }

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper::Request;
 use hyper_util::rt::TokioIo;
@@ -94,21 +94,58 @@ pub async fn call(
     method: &str,
     path_and_query: &str,
 ) -> Result<Answer, CallError> {
+    call_with(settings, method, path_and_query, None).await
+}
+
+/// [`call`] with a JSON body.
+pub async fn call_with(
+    settings: &ClientSettings,
+    method: &str,
+    path_and_query: &str,
+    body: Option<Vec<u8>>,
+) -> Result<Answer, CallError> {
     crate::tls::install_provider();
     let tls = crate::tls::client_config(&settings.ca, &settings.cert, &settings.key)
         .map_err(|e| CallError(format!("TLS setup: {e}")))?;
+    send(tls, &settings.addr, method, path_and_query, body).await
+}
+
+/// Sends one request without a client certificate, trusting `ca` for
+/// botward's: enrollment, on the unix socket.
+pub async fn call_anonymous(
+    addr: &str,
+    ca: &std::path::Path,
+    method: &str,
+    path_and_query: &str,
+    body: Vec<u8>,
+) -> Result<Answer, CallError> {
+    crate::tls::install_provider();
+    let tls = crate::tls::pinned_client_config(ca, None)
+        .map_err(|e| CallError(format!("TLS setup: {e}")))?;
+    send(tls, addr, method, path_and_query, Some(body)).await
+}
+
+async fn send(
+    tls: rustls::ClientConfig,
+    addr: &str,
+    method: &str,
+    path_and_query: &str,
+    body: Option<Vec<u8>>,
+) -> Result<Answer, CallError> {
     let connector = tokio_rustls::TlsConnector::from(Arc::new(tls));
-    match parse_addr(&settings.addr)? {
+    let req = (method, path_and_query, body);
+    match parse_addr(addr)? {
         Target::Tcp { host, port } => {
             let stream = tokio::net::TcpStream::connect((host.as_str(), port))
                 .await
-                .map_err(|e| CallError(format!("cannot connect to {}: {e}", settings.addr)))?;
+                .map_err(|e| CallError(format!("cannot connect to {addr}: {e}")))?;
             let name = ServerName::try_from(host.clone())
                 .map_err(|_| CallError(format!("bad host {host:?}")))?;
-            let tls = connector.connect(name, stream).await.map_err(|e| {
-                CallError(format!("TLS handshake with {} failed: {e}", settings.addr))
-            })?;
-            exchange(tls, &host, method, path_and_query).await
+            let tls = connector
+                .connect(name, stream)
+                .await
+                .map_err(|e| CallError(format!("TLS handshake with {addr} failed: {e}")))?;
+            exchange(tls, &host, req).await
         }
         #[cfg(unix)]
         Target::Unix(path) => {
@@ -116,10 +153,11 @@ pub async fn call(
                 .await
                 .map_err(|e| CallError(format!("cannot connect to {}: {e}", path.display())))?;
             let name = ServerName::try_from("localhost").expect("static name");
-            let tls = connector.connect(name, stream).await.map_err(|e| {
-                CallError(format!("TLS handshake with {} failed: {e}", settings.addr))
-            })?;
-            exchange(tls, "localhost", method, path_and_query).await
+            let tls = connector
+                .connect(name, stream)
+                .await
+                .map_err(|e| CallError(format!("TLS handshake with {addr} failed: {e}")))?;
+            exchange(tls, "localhost", req).await
         }
         #[cfg(not(unix))]
         Target::Unix(path) => Err(CallError(format!(
@@ -130,10 +168,11 @@ pub async fn call(
         Target::Pipe(name) => {
             let stream = open_pipe(&name).await?;
             let server = ServerName::try_from("localhost").expect("static name");
-            let tls = connector.connect(server, stream).await.map_err(|e| {
-                CallError(format!("TLS handshake with {} failed: {e}", settings.addr))
-            })?;
-            exchange(tls, "localhost", method, path_and_query).await
+            let tls = connector
+                .connect(server, stream)
+                .await
+                .map_err(|e| CallError(format!("TLS handshake with {addr} failed: {e}")))?;
+            exchange(tls, "localhost", req).await
         }
         #[cfg(not(windows))]
         Target::Pipe(name) => Err(CallError(format!(
@@ -164,8 +203,7 @@ async fn open_pipe(
 async fn exchange<S>(
     stream: S,
     host: &str,
-    method: &str,
-    path_and_query: &str,
+    (method, path_and_query, body): (&str, &str, Option<Vec<u8>>),
 ) -> Result<Answer, CallError>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -174,12 +212,16 @@ where
         .await
         .map_err(|e| CallError(format!("HTTP handshake failed: {e}")))?;
     let driver = tokio::spawn(conn);
-    let req = Request::builder()
+    let mut req = Request::builder()
         .method(method)
         .uri(path_and_query)
         .header("host", host)
-        .header("user-agent", concat!("botward/", env!("CARGO_PKG_VERSION")))
-        .body(Empty::<Bytes>::new())
+        .header("user-agent", concat!("botward/", env!("CARGO_PKG_VERSION")));
+    if body.is_some() {
+        req = req.header("content-type", "application/json");
+    }
+    let req = req
+        .body(Full::new(Bytes::from(body.unwrap_or_default())))
         .map_err(|e| CallError(format!("bad request: {e}")))?;
     let resp = sender
         .send_request(req)

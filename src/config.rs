@@ -22,7 +22,7 @@ mod validate;
 
 pub use crate::policy::is_person_name;
 pub use duration::parse_duration;
-pub use model::{AnomalySettings, Config, ElevationSettings, Limits, Listen};
+pub use model::{AnomalySettings, Config, ElevationSettings, IdentitySettings, Limits, Listen};
 pub use problem::{Problem, Problems};
 
 impl Config {

@@ -65,6 +65,7 @@ reasons! {
         PeerIncompatible = "peer_incompatible", "the client's TLS settings are incompatible";
         TlsProtocolError = "tls_protocol_error", "TLS protocol error";
         TlsHandshakeFailed = "tls_handshake_failed", "client authentication failed";
+        BadEnrollToken = "bad_enroll_token", "the enrollment token is unknown, already used or expired; ask the operator for a new one";
     }
 }
 
@@ -84,6 +85,9 @@ reasons! {
         BotExpired = "bot_expired", "this bot is past its expires date and is treated as disabled";
         ReviewOverdue = "review_overdue", "this bot is past its review_by date; its owner must review it before it is served again";
         Dormant = "dormant", "this bot made no request for longer than its dormancy limit; a config change with a change ticket must reactivate it";
+        NotOperator = "not_operator", "only root or botward's own account may make enrollment tokens";
+        WrongAccount = "wrong_account", "this account may not enroll as that bot";
+        NotEnrollable = "not_enrollable", "that bot has no enroll account in the config";
     }
 }
 

@@ -25,7 +25,7 @@ pub mod windows;
 use windows as imp;
 
 #[cfg(unix)]
-pub use imp::{bind_local, peer_facts};
+pub use imp::{bind_local, euid, peer_facts};
 pub use imp::{
     create_new, dumpable, exit_code, forbid_dumps, lock_all_memory, open_append, os_str_from_bytes,
     process_facts, raise_fd_limit, refuse_if_shared, same_exe, service, signals, sync_dir,

@@ -60,6 +60,8 @@ pub enum Request<'a> {
     },
     /// Endpoints that reveal nothing secret (whoami, health).
     Metadata,
+    /// A new certificate for the bot's identity.
+    Renew,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -92,20 +94,8 @@ pub fn decide(bot: Option<&BotDef>, request: Request<'_>, cx: &Context<'_>) -> D
     let Some(bot) = bot else {
         return Decision::Deny(DenyReason::UnknownBot);
     };
-    let life = &bot.lifecycle;
-    match life.state(cx.now) {
-        State::Disabled => return Decision::Deny(DenyReason::Disabled),
-        State::Expired => return Decision::Deny(DenyReason::BotExpired),
-        State::Dormant | State::ReviewOverdue | State::Active => {}
-    }
-    // The bot may still ask who it is, and learn why.
-    if request != Request::Metadata {
-        if life.dormant == Enforcement::Deny && life.is_dormant(cx.now, cx.quiet_since) {
-            return Decision::Deny(DenyReason::Dormant);
-        }
-        if life.overdue == Enforcement::Deny && life.state(cx.now) == State::ReviewOverdue {
-            return Decision::Deny(DenyReason::ReviewOverdue);
-        }
+    if let Some(reason) = lifecycle_refusal(bot, request, cx) {
+        return Decision::Deny(reason);
     }
     if !bot.processes.is_empty() {
         if !cx.peer.verified {
@@ -116,7 +106,7 @@ pub fn decide(bot: Option<&BotDef>, request: Request<'_>, cx: &Context<'_>) -> D
         }
     }
     let (name, window) = match request {
-        Request::Metadata => return Decision::Allow,
+        Request::Metadata | Request::Renew => return Decision::Allow,
         Request::Secret(name) => (name, None),
         Request::Privileged { secret, window } => (secret, Some(window)),
     };
@@ -134,6 +124,33 @@ pub fn decide(bot: Option<&BotDef>, request: Request<'_>, cx: &Context<'_>) -> D
         }
         _ => Decision::Allow,
     }
+}
+
+/// Why the bot's lifecycle state refuses `request`, if it does: disabled
+/// and expired bots get nothing; a dormant bot (under `dormant = "deny"`)
+/// and one overdue for review (under `review_overdue = "deny"`) may still
+/// ask who they are.
+pub fn lifecycle_refusal(
+    bot: &BotDef,
+    request: Request<'_>,
+    cx: &Context<'_>,
+) -> Option<DenyReason> {
+    let life = &bot.lifecycle;
+    match life.state(cx.now) {
+        State::Disabled => return Some(DenyReason::Disabled),
+        State::Expired => return Some(DenyReason::BotExpired),
+        State::Dormant | State::ReviewOverdue | State::Active => {}
+    }
+    if request == Request::Metadata {
+        return None;
+    }
+    if life.dormant == Enforcement::Deny && life.is_dormant(cx.now, cx.quiet_since) {
+        return Some(DenyReason::Dormant);
+    }
+    if life.overdue == Enforcement::Deny && life.state(cx.now) == State::ReviewOverdue {
+        return Some(DenyReason::ReviewOverdue);
+    }
+    None
 }
 
 /// Whether the process the kernel named matches every part of `rule`. A

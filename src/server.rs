@@ -301,6 +301,18 @@ async fn connection<S>(
         .peer_certificates()
         .map(|c| c.iter().map(|d| d.clone().into_owned()).collect())
         .unwrap_or_default();
+    if chain.is_empty() && rt.tls_local.is_some() && peer.transport == Transport::Unix {
+        // No certificate, on the unix socket: the kernel names the account,
+        // and only enrollment is served.
+        let Some(permit) = place(&caps, limits.handshake_timeout).await else {
+            return;
+        };
+        drop(rt);
+        let local = Arc::new(crate::broker::Local { peer, facts });
+        serve_local(tls_stream, local, shared, watcher, &limits).await;
+        drop(permit);
+        return;
+    }
     let Some(identity) = identify(&chain, &peer, &process, &rt, &shared, started).await else {
         return;
     };
@@ -339,7 +351,11 @@ async fn handshake<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let acceptor = TlsAcceptor::from(rt.tls.clone());
+    let config = match (&rt.tls_local, peer.transport) {
+        (Some(local), Transport::Unix) => local.clone(),
+        _ => rt.tls.clone(),
+    };
+    let acceptor = TlsAcceptor::from(config);
     let note = Arc::new(Mutex::new(HandshakeNote::default()));
     let stream = slot.watch(stream);
     let handshake = HANDSHAKE_NOTE.scope(note.clone(), acceptor.accept(stream));
@@ -481,6 +497,32 @@ async fn serve_http<S>(
     // may sit idle between requests.
     if let Err(e) = served.await {
         http_failure(&shared, &conn, e, started).await;
+    }
+}
+
+/// HTTP/1 on a unix-socket connection without a certificate: enrollment
+/// only.
+async fn serve_local<S>(
+    tls_stream: TlsStream<S>,
+    local: Arc<crate::broker::Local>,
+    shared: Arc<Shared>,
+    watcher: Watcher,
+    limits: &crate::config::Limits,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service =
+        service_fn(move |req| crate::api::handle_local(req, local.clone(), shared.clone()));
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(limits.max_header_bytes)
+        .max_headers(64)
+        .keep_alive(false);
+    let served = builder.serve_connection(TokioIo::new(tls_stream), service);
+    if let Err(e) = watcher.watch(served).await {
+        debug!(error = %e, "Local connection ended with an error");
     }
 }
 

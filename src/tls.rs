@@ -63,8 +63,10 @@ pub fn install_provider() {
 
 /// The server configuration: TLS 1.3 and 1.2, a mandatory client certificate
 /// from `client_ca` checked against the CRLs, HTTP/1.1 and resumption by
-/// tickets and session IDs.
-pub fn server_config(tls: &Settings) -> Result<ServerTls, TlsError> {
+/// tickets and session IDs. With `local`, also one for the unix socket
+/// where a client may come without a certificate (to enroll): one it does
+/// present is verified just the same.
+pub fn server_config(tls: &Settings, local: bool) -> Result<ServerTls, TlsError> {
     let certs = load_certs(&tls.cert)?;
     let key = load_key(&tls.key)?;
     let mut roots = RootCertStore::empty();
@@ -104,22 +106,30 @@ pub fn server_config(tls: &Settings) -> Result<ServerTls, TlsError> {
         .build()
         .map_err(|e| TlsError(format!("client verifier: {e}")))?;
     let client_verifier = inner.clone();
-    let verifier = Arc::new(NotingVerifier {
+    let verifier: Arc<NotingVerifier> = Arc::new(NotingVerifier {
         inner,
         trust_domain: tls.trust_domain.clone(),
         cn_fallback: tls.allow_cn_fallback,
     });
-    let mut cfg = ServerConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-        .map_err(|e| TlsError(e.to_string()))?
-        .with_client_cert_verifier(verifier)
-        .with_single_cert(certs, key)
-        .map_err(|e| TlsError(format!("{}: {e}", tls.cert.display())))?;
-    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
-    cfg.session_storage = ServerSessionMemoryCache::new(4096);
-    cfg.ticketer = provider::Ticketer::new().map_err(|e| TlsError(e.to_string()))?;
+    let build = |verifier: Arc<dyn ClientCertVerifier>| -> Result<ServerConfig, TlsError> {
+        let mut cfg = ServerConfig::builder_with_provider(provider.clone())
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+            .map_err(|e| TlsError(e.to_string()))?
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(certs.clone(), key.clone_key())
+            .map_err(|e| TlsError(format!("{}: {e}", tls.cert.display())))?;
+        cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+        cfg.session_storage = ServerSessionMemoryCache::new(4096);
+        cfg.ticketer = provider::Ticketer::new().map_err(|e| TlsError(e.to_string()))?;
+        Ok(cfg)
+    };
+    let local = match local {
+        true => Some(Arc::new(build(Arc::new(Optional(verifier.clone())))?)),
+        false => None,
+    };
     Ok(ServerTls {
-        config: Arc::new(cfg),
+        config: Arc::new(build(verifier)?),
+        local,
         client_verifier,
         crls: infos,
     })
@@ -130,6 +140,8 @@ pub fn server_config(tls: &Settings) -> Result<ServerTls, TlsError> {
 /// ticket) can be checked again against the current CA and CRLs.
 pub struct ServerTls {
     pub config: Arc<ServerConfig>,
+    /// For the unix socket when bots may enroll: a certificate is optional.
+    pub local: Option<Arc<ServerConfig>>,
     pub client_verifier: Arc<dyn ClientCertVerifier>,
     pub crls: Vec<CrlInfo>,
 }
@@ -303,6 +315,55 @@ struct NotingVerifier {
     inner: Arc<dyn ClientCertVerifier>,
     trust_domain: String,
     cn_fallback: bool,
+}
+
+/// A verifier that lets a client come without a certificate.
+#[derive(Debug)]
+struct Optional(Arc<NotingVerifier>);
+
+impl ClientCertVerifier for Optional {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.0.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        self.0.verify_client_cert(end_entity, intermediates, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_verify_schemes()
+    }
 }
 
 // === impl NotingVerifier ===

@@ -39,6 +39,8 @@ pub enum Route {
     ElevationDecision {
         id: String,
     },
+    /// `POST /v1/identity/renew`: a body with a CSR.
+    IdentityRenew,
 }
 
 impl Route {
@@ -53,6 +55,7 @@ impl Route {
             Ok(Route::ElevationRequest) => "elevation.request",
             Ok(Route::ElevationStatus { .. }) => "elevation.status",
             Ok(Route::ElevationDecision { .. }) => "elevation.decision",
+            Ok(Route::IdentityRenew) => "identity.renew",
             Err(_) => "request",
         }
     }
@@ -61,7 +64,7 @@ impl Route {
     pub fn takes_body(&self) -> bool {
         matches!(
             self,
-            Route::ElevationRequest | Route::ElevationDecision { .. }
+            Route::ElevationRequest | Route::ElevationDecision { .. } | Route::IdentityRenew
         )
     }
 }
@@ -69,6 +72,7 @@ impl Route {
 /// The methods a path takes, for the Allow header of a 405.
 pub fn allowed_methods(path: &str) -> &'static str {
     if path == "/v1/elevations"
+        || path.starts_with("/v1/identity/")
         || (path.starts_with("/v1/elevations/") && path.ends_with("/decisions"))
     {
         "POST"
@@ -116,6 +120,11 @@ pub fn parse(method: &Method, uri: &hyper::Uri) -> Result<Route, ApiError> {
         )),
         "/v1/whoami" => get_only(Route::Whoami),
         "/v1/health" => get_only(Route::Health),
+        "/v1/identity/renew" if query.is_some() => Err(ApiError::BadRequest(
+            "this endpoint takes no query parameters".into(),
+        )),
+        "/v1/identity/renew" if method == Method::POST => Ok(Route::IdentityRenew),
+        "/v1/identity/renew" => Err(ApiError::MethodNotAllowed),
         _ if path == "/v1/elevations" || path.starts_with("/v1/elevations/") => {
             elevation_route(method, path, query)
         }
@@ -283,6 +292,7 @@ pub fn fuzz_parse(
             wait.map(|w| w.as_secs().to_string()),
         ),
         Route::ElevationDecision { id } => ("elevation.decision", id, None),
+        Route::IdentityRenew => ("identity.renew", String::new(), None),
     })
 }
 

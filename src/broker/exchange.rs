@@ -372,7 +372,7 @@ fn authenticate<'r>(
     }
 }
 
-fn denied_by_policy(reason: DenyReason) -> ApiError {
+pub(super) fn denied_by_policy(reason: DenyReason) -> ApiError {
     match reason {
         DenyReason::UnknownBot => ApiError::Unauthenticated(Unauthenticated::UnknownBot),
         DenyReason::NotGranted => ApiError::Forbidden(Forbidden::NotGranted),

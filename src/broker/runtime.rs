@@ -12,6 +12,8 @@ use crate::vault::Vault;
 pub struct Runtime {
     pub config: Arc<Config>,
     pub tls: Arc<ServerConfig>,
+    /// The unix socket's, when bots may enroll there without a certificate.
+    pub tls_local: Option<Arc<ServerConfig>>,
     pub client_verifier: Arc<dyn rustls::server::danger::ClientCertVerifier>,
     /// Each configured CRL and when it expires.
     pub crls: Vec<tls::CrlInfo>,
@@ -48,7 +50,8 @@ impl Runtime {
         lease_key: Arc<ring::hmac::Key>,
     ) -> Result<Runtime, String> {
         static GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
-        let server_tls = tls::server_config(&config.tls).map_err(|e| format!("TLS: {e}"))?;
+        let local = config.identity.is_some() && config.listen.unix.is_some();
+        let server_tls = tls::server_config(&config.tls, local).map_err(|e| format!("TLS: {e}"))?;
         let generation = GENERATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let (vault, renewer) = match old {
             Some(old) if old.vault.config() == &config.vault => {
@@ -63,6 +66,7 @@ impl Runtime {
         Ok(Runtime {
             config: Arc::new(config),
             tls: server_tls.config,
+            tls_local: server_tls.local,
             client_verifier: server_tls.client_verifier,
             crls: server_tls.crls,
             generation,

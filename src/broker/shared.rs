@@ -47,6 +47,8 @@ pub struct Shared {
     pub(super) lifecycle: Mutex<std::collections::HashMap<String, crate::policy::State>>,
     /// When each bot last made a request, for dormancy.
     pub activity: super::Activity,
+    /// Enrollment tokens not yet expired.
+    pub(super) tokens: super::tokens::Tokens,
 }
 
 // === impl Shared ===
@@ -78,6 +80,7 @@ impl Shared {
             elevations: Default::default(),
             lifecycle: Default::default(),
             activity,
+            tokens: Default::default(),
         })
     }
 

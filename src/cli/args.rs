@@ -84,6 +84,33 @@ pub enum Command {
         #[command(subcommand)]
         command: ElevationCommand,
     },
+    /// Bot identities, for the operator on the host.
+    Bot {
+        #[command(subcommand)]
+        command: BotCommand,
+    },
+    /// Enroll this account as a bot: a key made in DIR (it never leaves
+    /// it), a certificate from Vault PKI through botward's unix socket.
+    Enroll {
+        /// The one-time token from `botward bot enroll-token`.
+        #[arg(long, env = "BOTWARD_ENROLL_TOKEN", required_unless_present = "renew")]
+        token: Option<String>,
+        /// Renew the identity in DIR instead, as `botward renew` does.
+        #[arg(long, conflicts_with = "token")]
+        renew: bool,
+        /// The identity folder: bot.pem (key and certificate, mode 0600).
+        #[arg(long)]
+        out: PathBuf,
+        #[command(flatten)]
+        to: LocalArgs,
+    },
+    /// Renew the certificate in DIR with a new key, using the current one.
+    Renew {
+        #[arg(long, env = "BOTWARD_IDENTITY_DIR")]
+        dir: PathBuf,
+        #[command(flatten)]
+        to: LocalArgs,
+    },
     /// One-command local demo with a real OpenBao dev server.
     Dev {
         /// Working folder for the demo files (removed on exit unless --keep).
@@ -142,17 +169,48 @@ impl Cli {
     }
 }
 
+/// `botward bot ...`.
+#[derive(Subcommand, Debug)]
+pub enum BotCommand {
+    /// Print a one-time enrollment token for BOT (root or botward's own
+    /// account only; audited).
+    EnrollToken {
+        bot: String,
+        #[command(flatten)]
+        to: LocalArgs,
+    },
+}
+
+/// Where botward listens, and the CA of its server certificate.
+#[derive(Args, Debug, Clone)]
+pub struct LocalArgs {
+    /// unix:///path/to/botward.sock (enrollment), or any address (renewal)
+    #[arg(
+        long,
+        env = "BOTWARD_ADDR",
+        default_value = "unix:///run/botward/botward.sock"
+    )]
+    pub addr: String,
+    /// The CA that signed botward's server certificate (PEM).
+    #[arg(long, env = "BOTWARD_CA")]
+    pub ca: PathBuf,
+}
+
 #[derive(Args, Debug, Clone)]
 pub struct ConnArgs {
     /// https://127.0.0.1:8443 or unix:///path/to/botward.sock
     #[arg(long, env = "BOTWARD_ADDR", default_value = "https://127.0.0.1:8443")]
     pub addr: String,
+    /// An identity folder from `botward enroll`: its bot.pem is both
+    /// certificate and key, renewed when a third of its life is left.
+    #[arg(long, env = "BOTWARD_IDENTITY_DIR", conflicts_with_all = ["cert", "key"])]
+    pub dir: Option<PathBuf>,
     /// The bot's client certificate (PEM).
-    #[arg(long, env = "BOTWARD_CERT")]
-    pub cert: PathBuf,
+    #[arg(long, env = "BOTWARD_CERT", required_unless_present = "dir")]
+    pub cert: Option<PathBuf>,
     /// The bot's private key (PEM).
-    #[arg(long, env = "BOTWARD_KEY")]
-    pub key: PathBuf,
+    #[arg(long, env = "BOTWARD_KEY", required_unless_present = "dir")]
+    pub key: Option<PathBuf>,
     /// The CA that signed botward's server certificate (PEM).
     #[arg(long, env = "BOTWARD_CA")]
     pub ca: PathBuf,

@@ -77,11 +77,9 @@ pub(super) async fn exec(env: Vec<String>, conn: ConnArgs, command: Vec<String>)
             return ExitCode::from(EX_USAGE);
         }
     };
-    let settings = ClientSettings {
-        addr: conn.addr,
-        cert: conn.cert,
-        key: conn.key,
-        ca: conn.ca,
+    let settings = match super::identity::settings(conn).await {
+        Ok(s) => s,
+        Err(code) => return code,
     };
     let mut leases = Vec::new();
     let mut fetched = match fetch_all(&settings, &specs, &mut leases).await {

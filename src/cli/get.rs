@@ -4,16 +4,14 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use crate::app::EX_UNAVAILABLE;
-use crate::client::{self, ClientSettings};
+use crate::client;
 
 use super::args::ConnArgs;
 
 pub(super) async fn get(name: &str, field: Option<&str>, conn: ConnArgs) -> ExitCode {
-    let settings = ClientSettings {
-        addr: conn.addr,
-        cert: conn.cert,
-        key: conn.key,
-        ca: conn.ca,
+    let settings = match super::identity::settings(conn).await {
+        Ok(s) => s,
+        Err(code) => return code,
     };
     let mut path = format!("/v1/secrets/{}", client::encode(name));
     if let Some(f) = field {

@@ -32,6 +32,20 @@ pub struct Config {
     pub approvers: BTreeMap<String, ApproverDef>,
     /// The change ticket that accompanies this version of the config, if any.
     pub change_ticket: Option<String>,
+    /// Bot certificates issued by Vault PKI: enrollment and renewal.
+    pub identity: Option<IdentitySettings>,
+}
+
+/// `[identity]`: Vault PKI issues bot certificates.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IdentitySettings {
+    /// The PKI secrets engine's mount and the role that signs.
+    pub mount: String,
+    pub role: String,
+    /// Lifetime of an issued certificate.
+    pub ttl: Duration,
+    /// Lifetime of an enrollment token.
+    pub enroll_token_ttl: Duration,
 }
 
 #[derive(Clone, Debug, PartialEq)]

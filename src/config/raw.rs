@@ -24,6 +24,7 @@ pub(super) struct RawConfig {
     pub(super) meta: RawMeta,
     #[serde(default)]
     pub(super) lifecycle: RawLifecycle,
+    pub(super) identity: Option<Spanned<RawIdentity>>,
     pub(super) elevation: Option<Spanned<RawElevation>>,
     #[serde(default, rename = "approver")]
     pub(super) approvers: Vec<RawApprover>,
@@ -167,6 +168,28 @@ pub(super) struct RawBot {
     pub(super) review_by: Option<Spanned<String>>,
     pub(super) expires: Option<Spanned<String>>,
     pub(super) reactivate: Option<Spanned<String>>,
+    pub(super) enroll: Option<Spanned<RawEnroll>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawEnroll {
+    pub(super) uid: u32,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawIdentity {
+    pub(super) pki: Spanned<RawPki>,
+    pub(super) ttl: Option<Spanned<String>>,
+    pub(super) enroll_token_ttl: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPki {
+    pub(super) mount: String,
+    pub(super) role: String,
 }
 
 #[derive(Default, Deserialize)]

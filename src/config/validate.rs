@@ -11,11 +11,12 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::duration::parse_duration;
-use super::model::{AnomalySettings, Config, Limits, Listen};
+use super::model::{AnomalySettings, Config, IdentitySettings, Limits, Listen};
 use super::problem::{line_col, Problem, Problems};
 use super::raw::{
-    RawAnomaly, RawAudit, RawBot, RawBotAnomaly, RawConfig, RawHardening, RawLifecycle, RawLimits,
-    RawListen, RawProcess, RawSecret, RawSyslog, RawTls, RawVault, RawVaultAuth,
+    RawAnomaly, RawAudit, RawBot, RawBotAnomaly, RawConfig, RawHardening, RawIdentity,
+    RawLifecycle, RawLimits, RawListen, RawProcess, RawSecret, RawSyslog, RawTls, RawVault,
+    RawVaultAuth,
 };
 use crate::audit::{Fsync, Settings as Audit, Syslog};
 use crate::harden::Hardening;
@@ -179,6 +180,7 @@ impl Validator<'_> {
         };
         let limits = self.limits(raw.limits);
         let secrets = self.secrets(raw.secrets);
+        let identity = self.identity(raw.identity.as_ref(), &raw.bots, &listen);
         let lifecycle = self.lifecycle(&raw.lifecycle);
         let bots = self.bots(raw.bots, &secrets, &lifecycle);
         let approvers = self.approvers(&raw.approvers);
@@ -202,6 +204,74 @@ impl Validator<'_> {
             elevation,
             approvers,
             change_ticket: raw.meta.change_ticket,
+            identity,
+        })
+    }
+
+    /// `[identity]`, and the bots that may enroll: only with it, and only
+    /// where a unix socket can tell who connects.
+    fn identity(
+        &mut self,
+        raw: Option<&Spanned<RawIdentity>>,
+        bots: &[RawBot],
+        listen: &Listen,
+    ) -> Option<IdentitySettings> {
+        for b in bots {
+            if let Some(e) = &b.enroll {
+                if raw.is_none() {
+                    self.problem(
+                        e,
+                        format!("bot {:?}: enroll needs [identity] pki", b.name.get_ref()),
+                    );
+                } else if listen.unix.is_none() {
+                    self.problem(e, format!("bot {:?}: enroll needs listen.unix, where the kernel tells which account connects", b.name.get_ref()));
+                }
+            }
+        }
+        let raw = raw?;
+        let r = raw.get_ref();
+        let pki = r.pki.get_ref();
+        for (key, v) in [("mount", &pki.mount), ("role", &pki.role)] {
+            let ok = !v.is_empty() && v.len() <= 128 && v.split('/').all(is_valid_name);
+            if !ok {
+                self.problem(
+                    &r.pki,
+                    format!("identity.pki.{key} {v:?} must be a Vault path of names"),
+                );
+            }
+        }
+        let mut ttl =
+            |v: Option<&Spanned<String>>, key: &str, default: u64, range: RangeInclusive<u64>| {
+                let Some(v) = v else {
+                    return Duration::from_secs(default);
+                };
+                let d = self
+                    .duration(v, key)
+                    .unwrap_or(Duration::from_secs(default));
+                if !range.contains(&d.as_secs()) {
+                    self.problem(
+                        v,
+                        format!(
+                            "{key} must be between {}s and {}s",
+                            range.start(),
+                            range.end()
+                        ),
+                    );
+                }
+                d
+            };
+        let cert_ttl = ttl(r.ttl.as_ref(), "identity.ttl", 86_400, 300..=90 * 86_400);
+        let token_ttl = ttl(
+            r.enroll_token_ttl.as_ref(),
+            "identity.enroll_token_ttl",
+            900,
+            60..=86_400,
+        );
+        Some(IdentitySettings {
+            mount: pki.mount.clone(),
+            role: pki.role.clone(),
+            ttl: cert_ttl,
+            enroll_token_ttl: token_ttl,
         })
     }
 
@@ -768,6 +838,7 @@ impl Validator<'_> {
                 .as_ref()
                 .and_then(|d| self.date(&name, "expires", d)),
             reactivate: b.reactivate.as_ref().and_then(|t| self.ticket(&name, t)),
+            enroll_uid: b.enroll.as_ref().map(|e| e.get_ref().uid),
             ..defaults.clone()
         };
         Some(BotDef {

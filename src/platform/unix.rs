@@ -107,6 +107,12 @@ pub fn bind_local(path: &Path, mode: u32) -> io::Result<UnixListener> {
 
 // === memory and dumps ===
 
+/// The effective uid of this process.
+pub fn euid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
 /// Raises the soft descriptor limit to the hard one, as far as the system
 /// allows, and returns the soft limit now in force.
 pub fn raise_fd_limit() -> Option<u64> {

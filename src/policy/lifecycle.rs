@@ -27,6 +27,8 @@ pub struct Lifecycle {
     /// (`[[bot]] reactivate`), when the config carries the same
     /// `[meta] change_ticket`.
     pub reactivate: Option<String>,
+    /// The local account that may enroll as this bot (`[[bot]] enroll`).
+    pub enroll_uid: Option<u32>,
 }
 
 /// What a lifecycle state does to requests: a warning on the record, or

@@ -1,0 +1,349 @@
+//! Bot certificates from a real OpenBao PKI engine, mounted by the test:
+//! an operator's one-time token, enrollment over the unix socket by the
+//! bot's account, use, renewal with a new key (by hand and by `get` itself),
+//! and each refusal audited: a reused token, a wrong account, a caller
+//! without a certificate, renewal after the bot is disabled.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::Value;
+
+const TRUST: &str = "corp.example";
+
+/// Mounts PKI with a root CA and role `rpa-bot`, lets botward's AppRole
+/// sign with it, and adds the root to the CA file botward and the bots
+/// trust.
+fn mount_pki(h: &Harness) {
+    let cli = |args: &[&str]| h.bao.cli(args, None).unwrap();
+    cli(&["secrets", "enable", "pki"]);
+    cli(&["secrets", "tune", "-max-lease-ttl=87600h", "pki"]);
+    let root = cli(&[
+        "write",
+        "-field=certificate",
+        "pki/root/generate/internal",
+        "common_name=botward test bot PKI",
+        "ttl=87600h",
+    ]);
+    cli(&[
+        "write",
+        "pki/roles/rpa-bot",
+        "allow_any_name=true",
+        "enforce_hostnames=false",
+        &format!("allowed_uri_sans=spiffe://{TRUST}/bot/*"),
+        "use_csr_common_name=false",
+        "use_csr_sans=false",
+        "client_flag=true",
+        "server_flag=false",
+        "key_type=any",
+        "max_ttl=48h",
+    ]);
+    let policy = "path \"secret/data/rpa/*\" { capabilities = [\"read\"] }\n\
+                  path \"pki/sign/rpa-bot\" { capabilities = [\"update\"] }\n\
+                  path \"sys/leases/revoke\" { capabilities = [\"update\"] }\n\
+                  path \"sys/leases/renew\" { capabilities = [\"update\"] }\n";
+    h.bao
+        .cli(&["policy", "write", "botward", "-"], Some(policy))
+        .unwrap();
+    let ca = h.ca_pem();
+    let mut pem = std::fs::read_to_string(&ca).unwrap();
+    pem.push_str(root.trim());
+    pem.push('\n');
+    std::fs::write(&ca, pem).unwrap();
+}
+
+fn config(h: &Harness, invoice_lines: &str) -> String {
+    let uid = unsafe_free_uid();
+    let extra = "[identity]\npki = { mount = \"pki\", role = \"rpa-bot\" }\nttl = \"24h\"\nenroll_token_ttl = \"15m\"\n";
+    h.config(Auth::AppRole, &h.audit_path(), extra)
+        .replacen(
+            "name = \"invoice-bot\"\n",
+            &format!("name = \"invoice-bot\"\nenroll = {{ uid = {uid} }}\n{invoice_lines}\n"),
+            1,
+        )
+        .replacen(
+            "name = \"report-bot\"\n",
+            "name = \"report-bot\"\nenroll = { uid = 4242 }\n",
+            1,
+        )
+}
+
+/// This process's uid, as the kernel reports it for the socket's peer.
+fn unsafe_free_uid() -> u32 {
+    let out = Command::new("id").arg("-u").output().unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+}
+
+fn botward(args: &[&str]) -> Output {
+    Command::new(botward_bin())
+        .args(args)
+        .env_remove("BOTWARD_ADDR")
+        .env_remove("BOTWARD_CA")
+        .output()
+        .unwrap()
+}
+
+fn unix_addr(b: &Botward) -> String {
+    format!("unix://{}", b.unix.as_ref().unwrap().display())
+}
+
+/// `botward bot enroll-token BOT`, and how long it took.
+fn token(h: &Harness, b: &Botward, bot: &str) -> (Output, Duration) {
+    let ca = h.ca_pem();
+    let t = Instant::now();
+    let out = botward(&[
+        "bot",
+        "enroll-token",
+        bot,
+        "--addr",
+        &unix_addr(b),
+        "--ca",
+        ca.to_str().unwrap(),
+    ]);
+    (out, t.elapsed())
+}
+
+fn enroll(h: &Harness, b: &Botward, token: &str, dir: &Path) -> (Output, Duration) {
+    let ca = h.ca_pem();
+    let t = Instant::now();
+    let out = botward(&[
+        "enroll",
+        "--token",
+        token,
+        "--out",
+        dir.to_str().unwrap(),
+        "--addr",
+        &unix_addr(b),
+        "--ca",
+        ca.to_str().unwrap(),
+    ]);
+    (out, t.elapsed())
+}
+
+fn renew(h: &Harness, b: &Botward, dir: &Path) -> (Output, Duration) {
+    let ca = h.ca_pem();
+    let t = Instant::now();
+    let out = botward(&[
+        "renew",
+        "--dir",
+        dir.to_str().unwrap(),
+        "--addr",
+        &format!("https://{}", b.tcp),
+        "--ca",
+        ca.to_str().unwrap(),
+    ]);
+    (out, t.elapsed())
+}
+
+fn get(h: &Harness, b: &Botward, dir: &Path) -> Output {
+    let ca = h.ca_pem();
+    botward(&[
+        "get",
+        "erp-db",
+        "--field",
+        "password",
+        "--dir",
+        dir.to_str().unwrap(),
+        "--addr",
+        &unix_addr(b),
+        "--ca",
+        ca.to_str().unwrap(),
+    ])
+}
+
+/// The identity of the certificate in `dir/bot.pem`.
+fn cert_of(dir: &Path) -> (Option<String>, String, jiff::Timestamp, String) {
+    let certs = botward::tls::load_certs(&dir.join("bot.pem")).unwrap();
+    let id = botward::identity::from_der(certs[0].as_ref(), TRUST, false);
+    let not_after = id.cert.not_after.unwrap().parse().unwrap();
+    (id.bot, id.cert.serial, not_after, id.cert.sha256)
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).trim().to_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn last(h: &Harness, kind: &str) -> Value {
+    audit_records(&h.audit_path())
+        .into_iter()
+        .rfind(|r| r["kind"] == kind)
+        .unwrap_or(Value::Null)
+}
+
+fn reload(h: &Harness, b: &Botward, config: &str) {
+    let count = || {
+        audit_records(&h.audit_path())
+            .iter()
+            .filter(|r| r["kind"] == "config.reload")
+            .count()
+    };
+    let before = count();
+    std::fs::write(&b.config_path, config).unwrap();
+    b.signal(libc::SIGHUP);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while count() == before && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(last(h, "config.reload")["decision"], "allow");
+}
+
+#[test]
+fn bots_enroll_renew_and_are_refused_with_a_record() {
+    let Some(h) = Harness::new("identity") else {
+        return;
+    };
+    mount_pki(&h);
+    let b = h.start(&config(&h, ""));
+    let dir: PathBuf = h.dir.join("invoice-identity");
+
+    // The operator's token.
+    let (out, token_rt) = token(&h, &b, "invoice-bot");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let t = stdout(&out);
+    assert!(t.starts_with("bwe1_") && t.len() == 5 + 16 + 1 + 32, "{t}");
+    let rec = last(&h, "identity.enroll_token");
+    assert_eq!(rec["decision"], "allow");
+    assert_eq!(rec["detail"]["identity"]["bot"], "invoice-bot");
+    assert!(
+        !std::fs::read_to_string(h.audit_path())
+            .unwrap()
+            .contains(&t[22..]),
+        "the token's secret is not in the audit log"
+    );
+
+    // Enrollment: a key made here, a certificate from Vault PKI.
+    let (out, enroll_rt) = enroll(&h, &b, &t, &dir);
+    assert!(out.status.success(), "{}", stderr(&out));
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(dir.join("bot.pem"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let (bot, serial, not_after, _) = cert_of(&dir);
+    assert_eq!(bot.as_deref(), Some("invoice-bot"));
+    let left = not_after.duration_since(jiff::Timestamp::now());
+    assert!(left <= jiff::SignedDuration::from_hours(24) + jiff::SignedDuration::from_mins(5));
+    assert!(left >= jiff::SignedDuration::from_hours(23), "{left:?}");
+    let rec = last(&h, "identity.enroll");
+    assert_eq!(rec["decision"], "allow", "{rec}");
+    assert_eq!(rec["bot"], "invoice-bot");
+    assert_eq!(rec["detail"]["identity"]["serial"], serial.as_str());
+    assert_eq!(rec["detail"]["identity"]["ttl_s"], 86_400);
+
+    // Use: the enrolled identity reads its secret.
+    let out = get(&h, &b, &dir);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), h.erp_password);
+
+    // The same token again: refused, and recorded as a reuse.
+    let other = h.dir.join("second");
+    let (out, _) = enroll(&h, &b, &t, &other);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("unauthenticated"), "{}", stderr(&out));
+    let rec = last(&h, "identity.enroll");
+    assert_eq!(rec["reason"], "bad_enroll_token");
+    assert_eq!(rec["detail"]["identity"]["token"], "used");
+    assert!(rec["bot"].is_null());
+    assert!(!other.join("bot.pem").exists());
+
+    // The wrong account: report-bot may enroll only as uid 4242.
+    let (out, _) = token(&h, &b, "report-bot");
+    let (out, _) = enroll(&h, &b, &stdout(&out), &other);
+    assert_eq!(out.status.code(), Some(1));
+    let rec = last(&h, "identity.enroll");
+    assert_eq!(
+        (rec["reason"].as_str(), rec["status"].as_u64()),
+        (Some("wrong_account"), Some(403))
+    );
+    assert_eq!(rec["claimed_bot"], "report-bot");
+    assert!(rec["bot"].is_null());
+
+    // Without a certificate, nothing else is served.
+    let curl = Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert"])
+        .arg(h.ca_pem())
+        .arg("--unix-socket")
+        .arg(b.unix.as_ref().unwrap())
+        .arg("https://localhost/v1/secrets/erp-db")
+        .output()
+        .expect("curl");
+    assert_eq!(String::from_utf8_lossy(&curl.stdout), "401");
+    assert_eq!(last(&h, "auth.failure")["reason"], "no_client_certificate");
+
+    // Renewal: a new key and serial, the old serial recorded.
+    let (_, _, _, old_sha) = cert_of(&dir);
+    let (out, renew_rt) = renew(&h, &b, &dir);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (bot, renewed_serial, _, new_sha) = cert_of(&dir);
+    assert_eq!(bot.as_deref(), Some("invoice-bot"));
+    assert_ne!(renewed_serial, serial);
+    assert_ne!(new_sha, old_sha);
+    let rec = last(&h, "identity.renew");
+    assert_eq!(rec["decision"], "allow", "{rec}");
+    assert_eq!(rec["bot"], "invoice-bot");
+    assert_eq!(
+        rec["detail"]["identity"]["previous_serial"],
+        serial.as_str()
+    );
+    assert_eq!(stdout(&get(&h, &b, &dir)), h.erp_password);
+
+    // `get` renews by itself once less than a third of the life is left:
+    // here a certificate from the test CA with one of four days left.
+    let aging = h.dir.join("aging");
+    std::fs::create_dir_all(&aging).unwrap();
+    let old = h.issue_bot(
+        "invoice-bot",
+        botward::certs::Validity {
+            starts_days_ago: 3,
+            ends_in_days: 1,
+        },
+    );
+    let pem =
+        std::fs::read_to_string(&old.key).unwrap() + &std::fs::read_to_string(&old.cert).unwrap();
+    std::fs::write(aging.join("bot.pem"), pem).unwrap();
+    let renewals = audit_records(&h.audit_path())
+        .iter()
+        .filter(|r| r["kind"] == "identity.renew")
+        .count();
+    let out = get(&h, &b, &aging);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), h.erp_password);
+    let (_, auto_serial, auto_after, _) = cert_of(&aging);
+    assert_ne!(auto_serial, botward::identity::hex(&old.serial));
+    assert!(auto_after > jiff::Timestamp::now() + jiff::SignedDuration::from_hours(23));
+    let after = audit_records(&h.audit_path())
+        .iter()
+        .filter(|r| r["kind"] == "identity.renew")
+        .count();
+    assert_eq!(after, renewals + 1);
+
+    // Disabled: no renewal, no enrollment.
+    reload(&h, &b, &config(&h, "disabled = true"));
+    let (out, _) = renew(&h, &b, &dir);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let rec = last(&h, "identity.renew");
+    assert_eq!(
+        (rec["reason"].as_str(), rec["status"].as_u64()),
+        (Some("disabled"), Some(403))
+    );
+    let (out, _) = token(&h, &b, "invoice-bot");
+    let (out, _) = enroll(&h, &b, &stdout(&out), &other);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(last(&h, "identity.enroll")["reason"], "disabled");
+
+    eprintln!(
+        "identity round trips (CLI process start included): enroll-token {:.1} ms, enroll {:.1} ms, renew {:.1} ms",
+        token_rt.as_secs_f64() * 1e3,
+        enroll_rt.as_secs_f64() * 1e3,
+        renew_rt.as_secs_f64() * 1e3
+    );
+}

@@ -91,6 +91,7 @@ impl Shared {
         rec.path = Some(crate::audit::truncate(path, 256));
         rec.peer = Some(local.peer.clone());
         let mut detail = Map::new();
+        detail.insert("uid".into(), json!(local.facts.uid));
         let mut token_id = None;
         let result = match (kind, body) {
             (_, Err(e)) => Err(e),
@@ -103,9 +104,7 @@ impl Shared {
                 Unauthenticated::NoClientCertificate,
             )),
         };
-        if !detail.is_empty() {
-            rec.detail = Some(json!({ "identity": detail }));
-        }
+        rec.detail = Some(json!({ "identity": detail }));
         let (status, reply) = match result {
             Ok(reply) => {
                 rec.decision = Decision::Allow;
@@ -155,7 +154,6 @@ impl Shared {
         detail: &mut Map<String, Value>,
     ) -> Result<(String, Reply), ApiError> {
         let settings = identity_settings(rt)?;
-        detail.insert("uid".into(), json!(local.facts.uid));
         let operator = local.facts.verified
             && local
                 .facts
@@ -206,7 +204,6 @@ impl Shared {
         let req: EnrollRequest = parse(body)?;
         let name = self.spend_token(&req.token, detail)?;
         rec.claimed_bot = Some(name.clone());
-        detail.insert("uid".into(), json!(local.facts.uid));
         let bot = rt
             .config
             .bot(&name)
@@ -255,13 +252,14 @@ impl super::Exchange<'_> {
     /// the bot this connection's certificate names.
     pub async fn renew_identity(&mut self, bot: &BotDef, body: &[u8]) -> Result<Reply, ApiError> {
         let rt = self.rt;
+        let mut detail = Map::new();
+        detail.insert("previous_serial".into(), json!(self.conn.cert.serial));
+        self.rec.detail = Some(json!({ "identity": detail }));
         let settings = identity_settings(rt)?;
         self.decide(bot, policy::Request::Renew)?;
         let req: RenewRequest = parse(body)?;
         let old = self.conn.chain.first();
         let issued = issue(rt, settings, bot, &req.csr, old).await?;
-        let mut detail = Map::new();
-        detail.insert("previous_serial".into(), json!(self.conn.cert.serial));
         note_issued(&mut detail, &issued, settings);
         self.rec.detail = Some(json!({ "identity": detail }));
         Ok(Reply::Json(issued_body(&bot.name, &issued)))

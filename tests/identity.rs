@@ -267,6 +267,31 @@ fn bots_enroll_renew_and_are_refused_with_a_record() {
     assert_eq!(rec["claimed_bot"], "report-bot");
     assert!(rec["bot"].is_null());
 
+    // Another account may not make tokens. (Running as root, the test can
+    // be that other account.)
+    if unsafe_free_uid() == 0 {
+        use std::os::unix::process::CommandExt;
+        let ca = h.ca_pem();
+        let out = Command::new(botward_bin())
+            .args([
+                "bot",
+                "enroll-token",
+                "invoice-bot",
+                "--addr",
+                &unix_addr(&b),
+            ])
+            .arg("--ca")
+            .arg(&ca)
+            .uid(65534)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        assert!(stdout(&out).is_empty());
+        let rec = last(&h, "identity.enroll_token");
+        assert_eq!(rec["reason"], "not_operator", "{rec}");
+        assert_eq!(rec["detail"]["identity"]["uid"], 65534);
+    }
+
     // Without a certificate, nothing else is served.
     let curl = Command::new("curl")
         .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert"])
@@ -345,5 +370,40 @@ fn bots_enroll_renew_and_are_refused_with_a_record() {
         token_rt.as_secs_f64() * 1e3,
         enroll_rt.as_secs_f64() * 1e3,
         renew_rt.as_secs_f64() * 1e3
+    );
+}
+
+/// Median round trips of enrollment and renewal, each a whole CLI run
+/// (process start, key generation, TLS, Vault PKI signing, the checks, the
+/// audit record, the file written). Figures only; nothing is timed.
+#[test]
+fn enrollment_and_renewal_round_trips() {
+    let Some(h) = Harness::new("identity-rt") else {
+        return;
+    };
+    mount_pki(&h);
+    let b = h.start(&config(&h, ""));
+    let (mut tokens, mut enrolls, mut renews) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..10 {
+        let dir = h.dir.join(format!("rt-{i}"));
+        let (out, t) = token(&h, &b, "invoice-bot");
+        assert!(out.status.success(), "{}", stderr(&out));
+        tokens.push(t);
+        let (out, t) = enroll(&h, &b, &stdout(&out), &dir);
+        assert!(out.status.success(), "{}", stderr(&out));
+        enrolls.push(t);
+        let (out, t) = renew(&h, &b, &dir);
+        assert!(out.status.success(), "{}", stderr(&out));
+        renews.push(t);
+    }
+    let median = |v: &mut Vec<Duration>| {
+        v.sort();
+        v[v.len() / 2].as_secs_f64() * 1e3
+    };
+    eprintln!(
+        "identity round trips, median of 10 CLI runs: enroll-token {:.1} ms, enroll {:.1} ms, renew {:.1} ms",
+        median(&mut tokens),
+        median(&mut enrolls),
+        median(&mut renews)
     );
 }

@@ -363,7 +363,11 @@ impl Elevations {
             }
         }
         drop(entries);
-        self.bump();
+        // Long polls wake only for a change: the lifecycle sweep asks every
+        // few seconds while a bot is off.
+        if !closed.is_empty() || !cancelled.is_empty() {
+            self.bump();
+        }
         (closed, cancelled)
     }
 

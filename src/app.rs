@@ -122,12 +122,17 @@ impl App {
             );
         }
         let listening = listeners.describe();
+        let activity = if shared.activity.loaded() {
+            "loaded"
+        } else {
+            "new"
+        };
         shared
             .audit_event(
                 "server.start",
                 Decision::Allow,
                 None,
-                Some(serde_json::json!({"version": env!("CARGO_PKG_VERSION"), "listen": listening, "hardening": hardening, "grants": start_detail["grants"], "privileged": start_detail["privileged"], "change_ticket": start_detail["change_ticket"]})),
+                Some(serde_json::json!({"version": env!("CARGO_PKG_VERSION"), "listen": listening, "hardening": hardening, "grants": start_detail["grants"], "privileged": start_detail["privileged"], "change_ticket": start_detail["change_ticket"], "activity": activity})),
             )
             .await;
         info!(listen = %listening, "botward ready");

@@ -70,10 +70,11 @@ pub fn run(cli: Cli) -> ExitCode {
         } => runtime().block_on(identity::enroll_token(&bot, &to)),
         Command::Enroll {
             token,
+            token_file,
             renew,
             out,
             to,
-        } => runtime().block_on(identity::enroll(token, renew, &out, &to)),
+        } => runtime().block_on(identity::enroll(token, token_file, renew, &out, &to)),
         Command::Renew { dir, to } => runtime().block_on(identity::renew(&dir, &to)),
         Command::Dev { dir, port, keep } => runtime().block_on(dev::dev(dir, port, keep)),
     }

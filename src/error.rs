@@ -88,6 +88,7 @@ reasons! {
         NotOperator = "not_operator", "only root or botward's own account may make enrollment tokens";
         WrongAccount = "wrong_account", "this account may not enroll as that bot";
         NotEnrollable = "not_enrollable", "that bot has no enroll account in the config";
+        AlreadyRenewed = "already_renewed", "this certificate was renewed already; use the one that renewal gave";
     }
 }
 

@@ -305,6 +305,9 @@ async fn connection<S>(
         // No certificate, on the unix socket: the kernel names the account,
         // and only enrollment is served.
         let Some(permit) = place(&caps, limits.handshake_timeout).await else {
+            let msg = "botward holds as many connections as it may".into();
+            let reason = "too_many_connections";
+            auth_failure(&shared, peer, None, reason, msg, started, Summed::No).await;
             return;
         };
         drop(rt);

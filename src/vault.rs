@@ -283,9 +283,11 @@ impl Vault {
         .map(drop)
     }
 
-    /// Has the PKI engine at `mount` sign `csr` (PEM) under `role`, with
-    /// the subject and SANs botward sets rather than the CSR's. Returns the
-    /// response's `data`: `certificate`, `ca_chain`, `serial_number`.
+    /// Has the PKI engine at `mount` sign `csr` (PEM) under `role`, asking
+    /// for the common name, URI SAN and TTL botward sets. Whether the CSR's
+    /// own names are copied too is the role's to say (`use_csr_sans`,
+    /// `use_csr_common_name`); the caller checks what comes back. Returns
+    /// the response's `data`: `certificate`, `ca_chain`, `serial_number`.
     pub async fn pki_sign(
         &self,
         mount: &str,

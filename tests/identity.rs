@@ -292,20 +292,43 @@ fn bots_enroll_renew_and_are_refused_with_a_record() {
         assert_eq!(rec["detail"]["identity"]["uid"], 65534);
     }
 
-    // Without a certificate, nothing else is served.
-    let curl = Command::new("curl")
-        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert"])
-        .arg(h.ca_pem())
-        .arg("--unix-socket")
-        .arg(b.unix.as_ref().unwrap())
-        .arg("https://localhost/v1/secrets/erp-db")
-        .output()
-        .expect("curl");
-    assert_eq!(String::from_utf8_lossy(&curl.stdout), "401");
-    assert_eq!(last(&h, "auth.failure")["reason"], "no_client_certificate");
+    // Without a certificate, nothing else is served on the unix socket,
+    // and a flood of such requests costs one record and one summary.
+    let curl = |url: &str, unix: bool| {
+        let mut c = Command::new("curl");
+        c.args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert"])
+            .arg(h.ca_pem());
+        if unix {
+            c.arg("--unix-socket").arg(b.unix.as_ref().unwrap());
+        }
+        let out = c.arg(url).output().expect("curl");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let before = audit_records(&h.audit_path()).len();
+    for path in ["/v1/secrets/erp-db", "/v1/whoami", "/v1/identity/renew"] {
+        for _ in 0..7 {
+            assert_eq!(
+                curl(&format!("https://localhost{path}"), true),
+                "401",
+                "{path}"
+            );
+        }
+    }
+    let refused: Vec<Value> = audit_records(&h.audit_path())[before..]
+        .iter()
+        .filter(|r| r["reason"] == "no_client_certificate")
+        .cloned()
+        .collect();
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert_eq!(refused[0]["kind"], "auth.failure");
+    // TCP still requires a certificate at the handshake.
+    assert_eq!(curl(&format!("https://{}/v1/whoami", b.tcp), false), "000");
 
     // Renewal: a new key and serial, the old serial recorded.
     let (_, _, _, old_sha) = cert_of(&dir);
+    let copy = h.dir.join("copy");
+    std::fs::create_dir_all(&copy).unwrap();
+    std::fs::copy(dir.join("bot.pem"), copy.join("bot.pem")).unwrap();
     let (out, renew_rt) = renew(&h, &b, &dir);
     assert!(out.status.success(), "{}", stderr(&out));
     let (bot, renewed_serial, _, new_sha) = cert_of(&dir);
@@ -320,6 +343,17 @@ fn bots_enroll_renew_and_are_refused_with_a_record() {
         serial.as_str()
     );
     assert_eq!(stdout(&get(&h, &b, &dir)), h.erp_password);
+    // The renewed certificate, renewed again by a second holder of its key:
+    // refused and recorded.
+    let (out, _) = renew(&h, &b, &copy);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let rec = last(&h, "identity.renew");
+    assert_eq!(
+        (rec["reason"].as_str(), rec["status"].as_u64()),
+        (Some("already_renewed"), Some(403))
+    );
+    let (_, copy_serial, _, _) = cert_of(&copy);
+    assert_eq!(copy_serial, serial, "the refused holder keeps its file");
 
     // `get` renews by itself once less than a third of the life is left:
     // here a certificate from the test CA with one of four days left.
@@ -361,9 +395,19 @@ fn bots_enroll_renew_and_are_refused_with_a_record() {
         (Some("disabled"), Some(403))
     );
     let (out, _) = token(&h, &b, "invoice-bot");
-    let (out, _) = enroll(&h, &b, &stdout(&out), &other);
-    assert_eq!(out.status.code(), Some(1));
-    assert_eq!(last(&h, "identity.enroll")["reason"], "disabled");
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stdout(&out).is_empty());
+    assert_eq!(last(&h, "identity.enroll_token")["reason"], "disabled");
+
+    // At shutdown the counted refusals are recorded as one summary.
+    let mut b = b;
+    b.signal(libc::SIGTERM);
+    b.wait(Duration::from_secs(30));
+    let summary = audit_records(&h.audit_path())
+        .into_iter()
+        .rfind(|r| r["reason"] == "no_client_certificate" && !r["detail"]["aggregated"].is_null())
+        .expect("a summary of the refusals");
+    assert_eq!(summary["detail"]["aggregated"]["count"], 20);
 
     eprintln!(
         "identity round trips (CLI process start included): enroll-token {:.1} ms, enroll {:.1} ms, renew {:.1} ms",

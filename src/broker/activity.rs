@@ -24,7 +24,16 @@ const MAX_TICKETS: usize = 16;
 pub struct Activity {
     path: PathBuf,
     table: Mutex<Table>,
+    /// Held from snapshot to rename, so that an older snapshot never lands
+    /// after a newer one.
+    saving: Mutex<()>,
+    /// Whether the state file existed at start.
+    loaded: bool,
 }
+
+/// Bots remembered at most, defined or not: a bot taken out of the config
+/// and put back keeps its count and its spent tickets.
+const MAX_BOTS: usize = 4096;
 
 #[derive(Default)]
 struct Table {
@@ -60,6 +69,7 @@ impl Activity {
     /// Reads the state file; a missing one starts empty. An unreadable one
     /// is an error: starting empty would wake every dormant bot.
     pub fn open(path: &Path) -> io::Result<Activity> {
+        let mut loaded = true;
         let bots = match std::fs::read(path) {
             Ok(bytes) => {
                 let file: File = serde_json::from_slice(&bytes).map_err(|e| {
@@ -70,13 +80,24 @@ impl Activity {
                 })?;
                 file.bots.into_iter().collect()
             }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => HashMap::new(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                loaded = false;
+                HashMap::new()
+            }
             Err(e) => return Err(e),
         };
         Ok(Activity {
             path: path.to_owned(),
             table: Mutex::new(Table { bots, dirty: false }),
+            saving: Mutex::new(()),
+            loaded,
         })
+    }
+
+    /// Whether the state file was there at start (`server.start` records
+    /// it: a missing one starts every bot's count anew).
+    pub fn loaded(&self) -> bool {
+        self.loaded
     }
 
     /// Since when `bot` has been quiet; `None` for a bot not yet known.
@@ -105,9 +126,10 @@ impl Activity {
     }
 
     /// Brings the table in line with the config at `now`: bots it does not
-    /// know start their count, bots no longer defined are forgotten, and a
-    /// bot whose `reactivate` names the config's `change_ticket`, for the
-    /// first time, starts its count anew.
+    /// know start their count, and a bot whose `reactivate` names the
+    /// config's `change_ticket`, for the first time, starts its count anew.
+    /// Bots no longer defined are kept (a bot put back is as quiet as it
+    /// was), up to [`MAX_BOTS`], the quietest undefined ones going first.
     pub fn align<'a>(
         &self,
         bots: impl Iterator<Item = &'a BotDef>,
@@ -148,14 +170,24 @@ impl Activity {
                 was_dormant,
             });
         }
-        let before = t.bots.len();
-        t.bots.retain(|name, _| defined.contains(name.as_str()));
-        t.dirty |= dirty || t.bots.len() != before;
+        while t.bots.len() > MAX_BOTS {
+            let quietest = t
+                .bots
+                .iter()
+                .filter(|(name, _)| !defined.contains(name.as_str()))
+                .min_by_key(|(_, s)| s.last_seen.map_or(s.since, |l| l.max(s.since)))
+                .map(|(name, _)| name.clone());
+            let Some(name) = quietest else { break };
+            t.bots.remove(&name);
+            dirty = true;
+        }
+        t.dirty |= dirty;
         back
     }
 
     /// Writes the table to its state file if it changed.
     pub fn save(&self) -> io::Result<()> {
+        let _saving = crate::lock(&self.saving);
         let bytes = {
             let mut t = crate::lock(&self.table);
             if !t.dirty {
@@ -245,11 +277,20 @@ mod tests {
             .align([&b].into_iter(), Some("CHG-1"), much_later)
             .is_empty());
         assert_eq!(a.quiet_since("invoice-bot"), Some(later));
-        // A bot no longer defined is forgotten.
+        // A bot taken out of the config and put back is as quiet as it was,
+        // and its spent ticket stays spent.
         let other = bot("other-bot", None);
         a.align([&other].into_iter(), None, much_later);
-        assert_eq!(a.quiet_since("invoice-bot"), None);
+        assert_eq!(a.quiet_since("invoice-bot"), Some(later));
         assert_eq!(a.quiet_since("other-bot"), Some(much_later));
+        assert!(a
+            .align([&b].into_iter(), Some("CHG-1"), much_later)
+            .is_empty());
+        assert_eq!(a.quiet_since("invoice-bot"), Some(later));
+        assert!(a.loaded());
+        assert!(!Activity::open(&path.with_file_name("none.json"))
+            .unwrap()
+            .loaded());
         let _ = std::fs::remove_dir_all(path.parent().unwrap());
     }
 

@@ -29,8 +29,9 @@ use crate::error::{ApiError, Forbidden, Unauthenticated, VaultError};
 use crate::policy::{self, BotDef, PeerFacts};
 use crate::secret::WipedBuf;
 
-/// Slack allowed between the lifetime asked of Vault and the one given.
-const TTL_SLACK_S: i64 = 300;
+/// Slack allowed between the lifetime asked of Vault and the one given
+/// (Vault backdates `not_before` by 30 s).
+const TTL_SLACK_S: i64 = 90;
 
 /// A unix-socket connection that presented no certificate.
 pub struct Local {
@@ -104,7 +105,7 @@ impl Shared {
                 Unauthenticated::NoClientCertificate,
             )),
         };
-        rec.detail = Some(json!({ "identity": detail }));
+        let refusal = result.as_ref().err().map(ApiError::reason);
         let (status, reply) = match result {
             Ok(reply) => {
                 rec.decision = Decision::Allow;
@@ -125,6 +126,15 @@ impl Shared {
         };
         rec.status = status;
         rec.latency_us = started.elapsed().as_micros() as u64;
+        let summed = refusal.is_some_and(|r| !self.worth_a_record(local, r, &rec.ts, &detail));
+        rec.detail = Some(json!({ "identity": detail }));
+        if summed {
+            return Answer {
+                status,
+                reply,
+                request_id: id,
+            };
+        }
         if self.audit.write(rec).await.is_err() {
             // A token nobody can account for must not work.
             if let Some(tid) = token_id {
@@ -143,6 +153,33 @@ impl Shared {
             reply,
             request_id: id,
         }
+    }
+
+    /// Whether a refusal gets its own record. Any local account can make
+    /// refusals here before proving anything (no certificate, not the
+    /// operator, no valid token, a bad body), so those are summed per uid
+    /// and reason like refused handshakes ([`crate::refusals`]): the first
+    /// of a window in full, the rest counted into one summary. What
+    /// follows a valid token, and everything allowed, is recorded in full.
+    fn worth_a_record(
+        &self,
+        local: &Local,
+        reason: &'static str,
+        ts: &str,
+        detail: &Map<String, Value>,
+    ) -> bool {
+        // The operator proved itself once the bot it asks for is noted; an
+        // enrollment, once its token was spent.
+        let operator = detail.contains_key("bot") && !detail.contains_key("token");
+        if operator || detail.get("token") == Some(&json!("spent")) {
+            return true;
+        }
+        let key = crate::refusals::Key {
+            transport: local.peer.transport,
+            source: super::refused::source_of(&local.peer),
+            reason,
+        };
+        self.refusals.note(key, std::time::Instant::now(), ts, None)
     }
 
     /// A one-time token for the bot named in `body`, for the operator only.
@@ -165,13 +202,12 @@ impl Shared {
         let req: TokenRequest = parse(body)?;
         let bot = crate::audit::truncate(&req.bot, policy::MAX_NAME_LEN);
         detail.insert("bot".into(), json!(bot));
-        let enrollable = rt
+        let bot = rt
             .config
             .bot(&req.bot)
-            .is_some_and(|b| b.lifecycle.enroll_uid.is_some());
-        if !enrollable {
-            return Err(ApiError::Forbidden(Forbidden::NotEnrollable));
-        }
+            .filter(|b| b.lifecycle.enroll_uid.is_some())
+            .ok_or(ApiError::Forbidden(Forbidden::NotEnrollable))?;
+        self.lifecycle_allows(bot, local)?;
         let ttl = jiff::SignedDuration::try_from(settings.enroll_token_ttl).unwrap_or_default();
         let (id, token, expires) = self
             .tokens
@@ -202,31 +238,51 @@ impl Shared {
     ) -> Result<Reply, ApiError> {
         let settings = identity_settings(rt)?;
         let req: EnrollRequest = parse(body)?;
+        // A CSR that does not parse spends no token.
+        csr_key(&req.csr)?;
         let name = self.spend_token(&req.token, detail)?;
         rec.claimed_bot = Some(name.clone());
-        let bot = rt
-            .config
-            .bot(&name)
-            .ok_or(ApiError::Forbidden(Forbidden::NotEnrollable))?;
-        let account = bot.lifecycle.enroll_uid;
-        if !local.facts.verified || account.is_none() || local.facts.uid != account {
-            return Err(ApiError::Forbidden(Forbidden::WrongAccount));
-        }
-        let now = Timestamp::now();
-        let cx = policy::Context {
-            now,
-            peer: &local.facts,
-            quiet_since: self.activity.quiet_since(&bot.name),
-        };
-        if let Some(reason) = policy::lifecycle_refusal(bot, policy::Request::Renew, &cx) {
-            return Err(super::exchange::denied_by_policy(reason));
-        }
+        let bot = self.may_enroll(rt, &name, local)?;
         let issued = issue(rt, settings, bot, &req.csr, None).await?;
+        // A reload while Vault signed may have taken the ground away.
+        self.may_enroll(&self.runtime(), &name, local)?;
         rec.claimed_bot = None;
         rec.bot = Some(bot.name.clone());
         rec.cert = Some(issued.cert.clone());
         note_issued(detail, &issued, settings);
         Ok(Reply::Json(issued_body(&bot.name, &issued)))
+    }
+
+    /// The bot `name`, if the local account may enroll as it now.
+    fn may_enroll<'r>(
+        &self,
+        rt: &'r Runtime,
+        name: &str,
+        local: &Local,
+    ) -> Result<&'r BotDef, ApiError> {
+        let bot = rt
+            .config
+            .bot(name)
+            .ok_or(ApiError::Forbidden(Forbidden::NotEnrollable))?;
+        let account = bot.lifecycle.enroll_uid;
+        if !local.facts.verified || account.is_none() || local.facts.uid != account {
+            return Err(ApiError::Forbidden(Forbidden::WrongAccount));
+        }
+        self.lifecycle_allows(bot, local)?;
+        Ok(bot)
+    }
+
+    /// Refuses a bot whose lifecycle state refuses a new certificate.
+    fn lifecycle_allows(&self, bot: &BotDef, local: &Local) -> Result<(), ApiError> {
+        let cx = policy::Context {
+            now: Timestamp::now(),
+            peer: &local.facts,
+            quiet_since: self.activity.quiet_since(&bot.name),
+        };
+        match policy::lifecycle_refusal(bot, policy::Request::Renew, &cx) {
+            Some(reason) => Err(super::exchange::denied_by_policy(reason)),
+            None => Ok(()),
+        }
     }
 
     /// The bot a token was made for; the token is spent.
@@ -258,8 +314,35 @@ impl super::Exchange<'_> {
         let settings = identity_settings(rt)?;
         self.decide(bot, policy::Request::Renew)?;
         let req: RenewRequest = parse(body)?;
+        csr_key(&req.csr)?;
+        let serial = self.conn.cert.serial.clone();
+        let until = self.conn.not_after.unwrap_or_else(Timestamp::now);
+        if !self.shared.renewals.first(&serial, until, Timestamp::now()) {
+            tracing::warn!(bot = %bot.name, serial = %serial, "A certificate renewed a second time: two holders of one key?");
+            return Err(ApiError::Forbidden(Forbidden::AlreadyRenewed));
+        }
         let old = self.conn.chain.first();
-        let issued = issue(rt, settings, bot, &req.csr, old).await?;
+        let issued = match issue(rt, settings, bot, &req.csr, old).await {
+            Ok(i) => i,
+            Err(e) => {
+                self.shared.renewals.undo(&serial);
+                return Err(e);
+            }
+        };
+        // A reload while Vault signed may have switched the bot off.
+        let now_rt = self.shared.runtime();
+        let still = now_rt
+            .config
+            .bot(&bot.name)
+            .ok_or(ApiError::Forbidden(Forbidden::Disabled))?;
+        let cx = policy::Context {
+            now: Timestamp::now(),
+            peer: &self.conn.facts,
+            quiet_since: self.shared.activity.quiet_since(&bot.name),
+        };
+        if let Some(reason) = policy::lifecycle_refusal(still, policy::Request::Renew, &cx) {
+            return Err(super::exchange::denied_by_policy(reason));
+        }
         note_issued(&mut detail, &issued, settings);
         self.rec.detail = Some(json!({ "identity": detail }));
         Ok(Reply::Json(issued_body(&bot.name, &issued)))
@@ -326,23 +409,28 @@ fn check_issued(
     };
     let leaf = pem_der(&certificate).ok_or(wrong("the PKI engine returned no PEM certificate"))?;
     let identity = crate::identity::from_der(&leaf, &rt.config.tls.trust_domain, false);
-    if identity.bot.as_deref() != Some(bot.name.as_str()) {
+    if identity.bot.as_deref() != Some(bot.name.as_str()) || !only_uri_san(&leaf) {
         return Err(wrong("the issued certificate names another identity"));
     }
     if spki(&leaf).as_deref() != Some(key) {
         return Err(wrong("the issued certificate carries another key"));
     }
-    let not_after: Timestamp = identity
-        .cert
-        .not_after
-        .as_deref()
-        .and_then(|t| t.parse().ok())
-        .ok_or(wrong("the issued certificate has no end date"))?;
-    let longest = Timestamp::now()
-        + jiff::SignedDuration::from_secs(settings.ttl.as_secs() as i64 + TTL_SLACK_S);
-    if not_after > longest {
+    let shape = leaf_shape(&leaf).ok_or(wrong("the issued certificate does not parse"))?;
+    if shape.common_names != [bot.name.as_str()] {
+        return Err(wrong("the issued certificate's subject is not the bot"));
+    }
+    if !shape.client_auth || shape.server_auth || shape.ca {
+        return Err(wrong(
+            "the issued certificate is not a client certificate only",
+        ));
+    }
+    let ttl = settings.ttl.as_secs() as i64;
+    let longest = Timestamp::now() + jiff::SignedDuration::from_secs(ttl + TTL_SLACK_S);
+    let life = shape.not_after.duration_since(shape.not_before);
+    if shape.not_after > longest || life > jiff::SignedDuration::from_secs(ttl + 2 * TTL_SLACK_S) {
         return Err(wrong("the issued certificate outlives identity.ttl"));
     }
+    let not_after = shape.not_after;
     let intermediates: Vec<CertificateDer<'static>> = chain
         .iter()
         .filter_map(|p| pem_der(p))
@@ -424,6 +512,57 @@ fn csr_key(csr: &str) -> Result<Vec<u8>, ApiError> {
     Ok(req.certification_request_info.subject_pki.raw.to_vec())
 }
 
+/// Whether the certificate's only subject alternative name is one URI
+/// (the SPIFFE ID [`crate::identity::from_der`] read): a role that copies
+/// the CSR's names must not slip host names or addresses in.
+fn only_uri_san(der: &[u8]) -> bool {
+    use x509_parser::extensions::GeneralName;
+    let Ok((_, cert)) = x509_parser::certificate::X509Certificate::from_der(der) else {
+        return false;
+    };
+    match cert.subject_alternative_name() {
+        Ok(Some(san)) => matches!(san.value.general_names.as_slice(), [GeneralName::URI(_)]),
+        _ => false,
+    }
+}
+
+/// What [`check_issued`] looks at in a certificate besides its SANs.
+struct Shape {
+    common_names: Vec<String>,
+    client_auth: bool,
+    server_auth: bool,
+    ca: bool,
+    not_before: Timestamp,
+    not_after: Timestamp,
+}
+
+fn leaf_shape(der: &[u8]) -> Option<Shape> {
+    let (_, cert) = x509_parser::certificate::X509Certificate::from_der(der).ok()?;
+    let common_names = cert
+        .subject()
+        .iter_common_name()
+        .map(|cn| cn.as_str().map(str::to_owned))
+        .collect::<Result<Vec<_>, _>>()
+        .ok()?;
+    let (client_auth, server_auth) = match cert.extended_key_usage() {
+        Ok(Some(eku)) => (
+            eku.value.client_auth,
+            eku.value.server_auth || eku.value.any,
+        ),
+        _ => (false, false),
+    };
+    let ca = matches!(cert.basic_constraints(), Ok(Some(bc)) if bc.value.ca);
+    let v = cert.validity();
+    Some(Shape {
+        common_names,
+        client_auth,
+        server_auth,
+        ca,
+        not_before: Timestamp::from_second(v.not_before.timestamp()).ok()?,
+        not_after: Timestamp::from_second(v.not_after.timestamp()).ok()?,
+    })
+}
+
 /// The subject public key of a DER certificate.
 fn spki(der: &[u8]) -> Option<Vec<u8>> {
     let (_, cert) = x509_parser::certificate::X509Certificate::from_der(der).ok()?;
@@ -452,5 +591,23 @@ mod tests {
         assert!(csr_key(&cert.pem()).is_err(), "a certificate is not a CSR");
         assert!(csr_key("not pem").is_err());
         assert_eq!(super::spki(cert.der()).unwrap(), key.public_key_der());
+    }
+
+    #[test]
+    fn an_issued_certificate_may_carry_only_its_spiffe_id() {
+        use rcgen::{Ia5String, SanType};
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let uri =
+            SanType::URI(Ia5String::try_from("spiffe://corp.example/bot/invoice-bot").unwrap());
+        let dns = SanType::DnsName(Ia5String::try_from("erp.corp.example").unwrap());
+        let with = |sans: Vec<SanType>| {
+            let mut p = rcgen::CertificateParams::new(vec![]).unwrap();
+            p.subject_alt_names = sans;
+            p.self_signed(&key).unwrap().der().to_vec()
+        };
+        assert!(only_uri_san(&with(vec![uri.clone()])));
+        assert!(!only_uri_san(&with(vec![uri.clone(), dns])));
+        assert!(!only_uri_san(&with(vec![uri.clone(), uri])));
+        assert!(!only_uri_san(&with(vec![])));
     }
 }

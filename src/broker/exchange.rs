@@ -139,10 +139,14 @@ impl<'a> Exchange<'a> {
             _ => request,
         };
         let decision = policy::decide(Some(bot), request, &cx);
-        // Any request is activity, except those of a bot that dormancy
-        // refuses: only a change ticket brings that one back.
-        let life = &bot.lifecycle;
-        if !(life.dormant == policy::Enforcement::Deny && life.is_dormant(now, quiet_since)) {
+        // Activity is a served use of a secret (a read, a lease renewal):
+        // asking who it is, renewing its certificate or being refused keeps
+        // no bot awake.
+        let uses_secret = matches!(
+            request,
+            policy::Request::Secret(_) | policy::Request::Privileged { .. }
+        );
+        if uses_secret && decision == policy::Decision::Allow {
             self.shared.activity.touch(&bot.name, now);
         }
         if decision == policy::Decision::Allow {

@@ -132,7 +132,7 @@ pub async fn auth_failure(
 /// What refusals are summed by: the IP address on TCP (every port of a
 /// host is one source), the uid on the unix socket, the pid on a named
 /// pipe (refusals come before the process's account is read).
-fn source_of(peer: &Peer) -> String {
+pub(super) fn source_of(peer: &Peer) -> String {
     match peer.transport {
         Transport::Tcp => peer
             .addr

@@ -49,6 +49,8 @@ pub struct Shared {
     pub activity: super::Activity,
     /// Enrollment tokens not yet expired.
     pub(super) tokens: super::tokens::Tokens,
+    /// Bot certificates already renewed.
+    pub(super) renewals: super::tokens::Renewals,
 }
 
 // === impl Shared ===
@@ -81,6 +83,7 @@ impl Shared {
             lifecycle: Default::default(),
             activity,
             tokens: Default::default(),
+            renewals: Default::default(),
         })
     }
 

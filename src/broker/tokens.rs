@@ -114,7 +114,10 @@ impl Tokens {
             .filter(|(id, s)| {
                 id.len() == ID_HEX
                     && s.len() == SECRET_HEX
-                    && id.bytes().chain(s.bytes()).all(|c| c.is_ascii_hexdigit())
+                    && id
+                        .bytes()
+                        .chain(s.bytes())
+                        .all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'))
             });
         let Some((id, secret)) = parsed else {
             return Spent {
@@ -144,6 +147,40 @@ impl Tokens {
     /// Voids the token with this ID.
     pub fn remove(&self, id: &str) {
         crate::lock(&self.0).remove(id);
+    }
+}
+
+/// Certificates renewed, by serial, until they expire: each renews once,
+/// so a stolen key cannot fork a bot's identity unnoticed (whichever of the
+/// two renews second is refused, and that is recorded).
+#[derive(Default)]
+pub struct Renewals(Mutex<HashMap<String, Timestamp>>);
+
+/// Serials remembered at once; past this the ones expiring first go.
+const MAX_RENEWED: usize = 65_536;
+
+impl Renewals {
+    /// Marks `serial` (valid until `not_after`) renewed at `now`; false if
+    /// it already was.
+    pub fn first(&self, serial: &str, not_after: Timestamp, now: Timestamp) -> bool {
+        let mut seen = crate::lock(&self.0);
+        if seen.contains_key(serial) {
+            return false;
+        }
+        if seen.len() >= MAX_RENEWED {
+            seen.retain(|_, until| *until > now);
+        }
+        while seen.len() >= MAX_RENEWED {
+            let first = seen.iter().min_by_key(|(_, t)| **t).map(|(k, _)| k.clone());
+            first.map(|k| seen.remove(&k));
+        }
+        seen.insert(serial.to_owned(), not_after);
+        true
+    }
+
+    /// Forgets `serial`, for a renewal that did not go through.
+    pub fn undo(&self, serial: &str) {
+        crate::lock(&self.0).remove(serial);
     }
 }
 
@@ -196,6 +233,18 @@ mod tests {
             assert_eq!(tokens.spend(bad, now).outcome, Outcome::Malformed, "{bad}");
         }
         tokens.remove(&id);
+    }
+
+    #[test]
+    fn a_certificate_renews_once() {
+        let r = Renewals::default();
+        let now: Timestamp = "2027-01-01T00:00:00Z".parse().unwrap();
+        let until = now + SignedDuration::from_hours(24);
+        assert!(r.first("0a1b", until, now));
+        assert!(!r.first("0a1b", until, now));
+        assert!(r.first("0a1c", until, now));
+        r.undo("0a1c");
+        assert!(r.first("0a1c", until, now));
     }
 
     #[test]

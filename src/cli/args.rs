@@ -92,11 +92,16 @@ pub enum Command {
     /// Enroll this account as a bot: a key made in DIR (it never leaves
     /// it), a certificate from Vault PKI through botward's unix socket.
     Enroll {
-        /// The one-time token from `botward bot enroll-token`.
-        #[arg(long, env = "BOTWARD_ENROLL_TOKEN", required_unless_present = "renew")]
+        /// The one-time token from `botward bot enroll-token` (better from
+        /// the environment or --token-file: a command line is visible to
+        /// every local user).
+        #[arg(long, env = "BOTWARD_ENROLL_TOKEN", hide_env_values = true)]
         token: Option<String>,
-        /// Renew the identity in DIR instead, as `botward renew` does.
+        /// A file holding the token (first line), or `-` for stdin.
         #[arg(long, conflicts_with = "token")]
+        token_file: Option<PathBuf>,
+        /// Renew the identity in DIR instead, as `botward renew` does.
+        #[arg(long)]
         renew: bool,
         /// The identity folder: bot.pem (key and certificate, mode 0600).
         #[arg(long)]

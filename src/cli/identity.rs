@@ -50,6 +50,7 @@ pub(super) async fn enroll_token(bot: &str, to: &LocalArgs) -> ExitCode {
 
 pub(super) async fn enroll(
     token: Option<String>,
+    token_file: Option<PathBuf>,
     renew_instead: bool,
     out: &Path,
     to: &LocalArgs,
@@ -57,8 +58,19 @@ pub(super) async fn enroll(
     if renew_instead {
         return renew(out, to).await;
     }
+    let token = match (token, token_file) {
+        (Some(t), _) => Some(t),
+        (None, Some(file)) => match read_token(&file) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                eprintln!("botward: {}: {e}", file.display());
+                return ExitCode::from(EX_USAGE);
+            }
+        },
+        (None, None) => None,
+    };
     let Some(mut token) = token else {
-        eprintln!("botward: --token is required");
+        eprintln!("botward: give the token: BOTWARD_ENROLL_TOKEN, --token-file or --token");
         return ExitCode::from(EX_USAGE);
     };
     let result = enroll_into(&token, out, to).await;
@@ -192,16 +204,27 @@ fn lifetime(path: &Path) -> Option<(jiff::Timestamp, jiff::Timestamp)> {
     Some((from, until))
 }
 
+/// Creates the identity folder, mode 0700, unless it exists: then it is
+/// left as it is (bot.pem itself is always 0600).
 fn prepare_dir(dir: &Path) -> Result<(), Failed> {
     let usage =
         |e: std::io::Error| Failed(ExitCode::from(EX_USAGE), format!("{}: {e}", dir.display()));
-    std::fs::create_dir_all(dir).map_err(usage)?;
+    if dir.is_dir() {
+        return Ok(());
+    }
     #[cfg(unix)]
     {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(usage)?;
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(usage)
     }
-    Ok(())
+    #[cfg(not(unix))]
+    {
+        std::fs::create_dir_all(dir).map_err(usage)
+    }
 }
 
 /// A new P-256 key and a CSR for it; botward sets the subject and SANs.
@@ -229,6 +252,10 @@ fn store(
     let bad = || Failed(ExitCode::FAILURE, "botward answered no certificate".into());
     let v: Value = serde_json::from_slice(answer.body.expose_secret()).map_err(|_| bad())?;
     let cert = v["certificate"].as_str().ok_or_else(bad)?;
+    if !carries_key(cert, &key) {
+        let msg = "botward answered a certificate for another key; bot.pem is unchanged";
+        return Err(Failed(ExitCode::FAILURE, msg.into()));
+    }
     let mut pem = key.serialize_pem();
     drop(key);
     pem.push_str(cert.trim_end());
@@ -243,11 +270,54 @@ fn store(
         pem.push('\n');
     }
     let path: PathBuf = dir.join(IDENTITY_FILE);
-    let written = crate::state_file::replace_durably(&path, pem.as_bytes(), 0o600);
+    let written = replace(&path, pem.as_bytes());
     pem.zeroize();
     written.map_err(|e| Failed(ExitCode::FAILURE, format!("{}: {e}", path.display())))?;
     let field = |k: &str| v[k].as_str().unwrap_or("?").to_owned();
     Ok((field("bot"), field("not_after")))
+}
+
+/// Whether the PEM certificate `cert` is for `key`.
+fn carries_key(cert: &str, key: &rcgen::KeyPair) -> bool {
+    use x509_parser::prelude::FromDer;
+    let Ok((_, block)) = x509_parser::pem::parse_x509_pem(cert.as_bytes()) else {
+        return false;
+    };
+    x509_parser::certificate::X509Certificate::from_der(&block.contents)
+        .is_ok_and(|(_, c)| c.tbs_certificate.subject_pki.raw == key.public_key_der().as_slice())
+}
+
+/// Replaces `path` atomically, through a temporary file of this process's
+/// own, so that jobs renewing at the same time never rename each other's
+/// half-written file into place.
+fn replace(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension(format!("pem.{}.tmp", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    let written = crate::platform::create_new(&tmp, 0o600).and_then(|mut f| {
+        f.write_all(bytes)?;
+        f.sync_all()
+    });
+    let renamed = written.and_then(|()| std::fs::rename(&tmp, path));
+    if renamed.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    renamed?;
+    crate::platform::sync_dir(path)
+}
+
+/// The first line of `file`, or of stdin for `-`.
+fn read_token(file: &Path) -> std::io::Result<String> {
+    let mut text = if file == Path::new("-") {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line)?;
+        line
+    } else {
+        std::fs::read_to_string(file)?
+    };
+    let token = text.lines().next().unwrap_or("").trim().to_owned();
+    text.zeroize();
+    Ok(token)
 }
 
 fn fail(Failed(code, msg): Failed) -> ExitCode {

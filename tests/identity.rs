@@ -451,3 +451,83 @@ fn enrollment_and_renewal_round_trips() {
         median(&mut renews)
     );
 }
+
+/// With the audit disk full, no token is handed out and no certificate
+/// either: each answer waits for its record, and fails closed.
+#[cfg(target_os = "linux")]
+#[test]
+fn enrollment_fails_closed_when_its_record_cannot_be_written() {
+    let Some(h) = Harness::new("identity-audit-full") else {
+        return;
+    };
+    mount_pki(&h);
+    let mnt = h.dir.join("small");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"])
+        .arg(&mnt)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        assert_ne!(
+            std::env::var("CI").as_deref(),
+            Ok("true"),
+            "mounting a small tmpfs needs root, which CI has"
+        );
+        eprintln!("SKIP identity-audit-full: cannot mount a tmpfs");
+        return;
+    }
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(mnt.clone());
+    let audit = mnt.join("audit.jsonl");
+    let cfg = config(&h, "")
+        .replace(
+            &h.audit_path().display().to_string(),
+            &audit.display().to_string(),
+        )
+        .replace(
+            "[audit]\n",
+            &format!("[audit]\nstate_dir = \"{}/audit-state\"\n", h.dir.display()),
+        );
+    let b = h.start(&cfg);
+    let (out, _) = token(&h, &b, "invoice-bot");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let early = stdout(&out);
+    // The disk fills up; requests use the last page until one is refused.
+    let _ = Command::new("dd")
+        .args(["if=/dev/zero", "bs=1k"])
+        .arg(format!("of={}", mnt.join("filler").display()))
+        .stderr(std::process::Stdio::null())
+        .status();
+    let mut refused = None;
+    for _ in 0..500 {
+        let (out, _) = token(&h, &b, "invoice-bot");
+        if !out.status.success() {
+            refused = Some(out);
+            break;
+        }
+    }
+    let out = refused.expect("the audit log never filled up");
+    assert!(stdout(&out).is_empty(), "no token without its record");
+    assert!(
+        stderr(&out).contains("audit_unavailable"),
+        "{}",
+        stderr(&out)
+    );
+    // The token made before: its enrollment cannot be recorded, so no
+    // certificate is handed out.
+    let dir = h.dir.join("full-identity");
+    let (out, _) = enroll(&h, &b, &early, &dir);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("audit_unavailable"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!dir.join("bot.pem").exists());
+}

@@ -385,6 +385,45 @@ fn bots_enroll_renew_and_are_refused_with_a_record() {
         .count();
     assert_eq!(after, renewals + 1);
 
+    // Revoked at Vault, with Vault's CRL given to botward: the renewed
+    // certificate cannot renew again (its handshake fails).
+    let (_, current, _, _) = cert_of(&dir);
+    let colons = current
+        .as_bytes()
+        .chunks(2)
+        .map(|c| std::str::from_utf8(c).unwrap())
+        .collect::<Vec<_>>()
+        .join(":");
+    h.bao
+        .cli(
+            &["write", "pki/revoke", &format!("serial_number={colons}")],
+            None,
+        )
+        .unwrap();
+    let crl = h
+        .bao
+        .cli(&["read", "-field=certificate", "pki/cert/crl"], None)
+        .unwrap();
+    let crl_file = h.dir.join("pki-crl.pem");
+    std::fs::write(&crl_file, crl.trim().to_owned() + "\n").unwrap();
+    let with_crl = |cfg: String| {
+        cfg.replacen(
+            "[tls]\n",
+            &format!("[tls]\ncrl = [\"{}\"]\n", crl_file.display()),
+            1,
+        )
+    };
+    reload(&h, &b, &with_crl(config(&h, "")));
+    let (out, _) = renew(&h, &b, &dir);
+    assert!(!out.status.success(), "a revoked certificate renewed");
+    let (_, still, _, _) = cert_of(&dir);
+    assert_eq!(still, current, "bot.pem is unchanged");
+    let refused = wait_for_record(&h.audit_path(), Duration::from_secs(30), |r| {
+        r["kind"] == "auth.failure" && r["reason"] == "certificate_revoked"
+    });
+    assert_eq!(refused["claimed_bot"], "invoice-bot");
+    reload(&h, &b, &config(&h, ""));
+
     // Disabled: no renewal, no enrollment.
     reload(&h, &b, &config(&h, "disabled = true"));
     let (out, _) = renew(&h, &b, &dir);
